@@ -60,16 +60,17 @@ type Options struct {
 	// area, as implantisomd5 does, so checkisomd5 can verify the media. It
 	// needs a seekable output (WriteFile does that).
 	ImplantMD5 bool
-	// NoChecksumFile disables the SHA256SUM file WriteFile maintains next
-	// to the image.
+	// NoChecksumFile disables the SHA-256 digest and the SHA256SUM file
+	// WriteFile maintains next to the image.
 	NoChecksumFile bool
 }
 
 // Result describes a written image.
 type Result struct {
 	Size int64 // bytes
-	// SHA256 is the hex digest of the complete image (empty when writing
-	// to a plain io.Writer with ImplantMD5, where it cannot be known).
+	// SHA256 is the hex digest of the complete image; empty with
+	// NoChecksumFile, and when Builder.Write implants an MD5 (the patch
+	// changes the digest after the bytes went by).
 	SHA256 string
 	// MD5 is the implanted isomd5sum digest, if ImplantMD5 was set.
 	MD5 string

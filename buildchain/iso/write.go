@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // openFile is a seam for tests that need a source file to fail on open,
@@ -257,15 +258,20 @@ func (s *stream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-var zeroSector [sectorSize]byte
-
 func (s *stream) zeros(n int64) error {
 	for n > 0 {
-		k := min(n, sectorSize)
-		if _, err := s.Write(zeroSector[:k]); err != nil {
+		c, err := s.chunk()
+		if err != nil {
 			return err
 		}
-		n -= k
+		k := int(min(n, int64(cap(c.b)-len(c.b))))
+		clear(c.b[len(c.b) : len(c.b)+k])
+		c.b = c.b[:len(c.b)+k]
+		s.off += int64(k)
+		n -= int64(k)
+		if len(c.b) == cap(c.b) {
+			s.flush()
+		}
 	}
 	return nil
 }
@@ -278,39 +284,82 @@ func (s *stream) padSector() error {
 }
 
 // copyFile streams exactly size bytes of src, reading into the chunks
-// directly.
+// directly. Holes of sparse files are not read: they are produced as
+// zeros, which the file sink turns back into holes.
 func (s *stream) copyFile(src string, size int64) error {
 	f, err := openFile(src)
 	if err != nil {
 		return fmt.Errorf("iso: %w", err)
 	}
 	defer f.Close()
-	left := size
-	for left > 0 {
+	var pos int64
+	dataEnd := size // end of the current run of data, when known
+	sparse := size >= sparseMin
+	if sparse {
+		dataEnd = pos
+	}
+	for pos < size {
+		if sparse && pos >= dataEnd {
+			start, end := nextData(f, pos, size)
+			if err := s.zeros(start - pos); err != nil {
+				return err
+			}
+			pos, dataEnd = start, end
+			if pos >= size {
+				break
+			}
+			if _, err := f.Seek(pos, io.SeekStart); err != nil {
+				return fmt.Errorf("iso: reading %s: %w", src, err)
+			}
+		}
 		c, err := s.chunk()
 		if err != nil {
 			return err
 		}
-		room := c.b[len(c.b):min(cap(c.b), len(c.b)+int(min(left, chunkSize)))]
-		k, err := f.Read(room)
+		want := min(dataEnd-pos, int64(cap(c.b)-len(c.b)))
+		k, err := f.Read(c.b[len(c.b) : len(c.b)+int(want)])
 		c.b = c.b[:len(c.b)+k]
-		left -= int64(k)
+		pos += int64(k)
 		s.off += int64(k)
 		if len(c.b) == cap(c.b) {
 			s.flush()
 		}
-		if err == io.EOF && left > 0 {
-			return fmt.Errorf("iso: %s shrank while the image was written (%d bytes expected, %d read)", src, size, size-left)
+		if err == io.EOF && pos < size {
+			return fmt.Errorf("iso: %s shrank while the image was written (%d bytes expected, %d read)", src, size, pos)
 		}
 		if err != nil && err != io.EOF {
 			return fmt.Errorf("iso: reading %s: %w", src, err)
 		}
 	}
-	var probe [1]byte
-	if k, _ := f.Read(probe[:]); k > 0 {
-		return fmt.Errorf("iso: %s grew while the image was written (more than %d bytes)", src, size)
+	if _, err := f.Seek(size, io.SeekStart); err == nil {
+		var probe [1]byte
+		if k, _ := f.Read(probe[:]); k > 0 {
+			return fmt.Errorf("iso: %s grew while the image was written (more than %d bytes)", src, size)
+		}
 	}
 	return nil
+}
+
+// sparseMin is the size from which files are checked for holes; below it
+// the two extra system calls cost more than they can save.
+const sparseMin = 4 << 20
+
+// nextData returns the next run of data at or after pos, clamped to size;
+// where the file system cannot tell, everything is data.
+func nextData(f *os.File, pos, size int64) (start, end int64) {
+	const seekData, seekHole = 3, 4
+	start, err := f.Seek(pos, seekData)
+	if err != nil {
+		if errors.Is(err, syscall.ENXIO) { // only a hole is left
+			return size, size
+		}
+		return pos, size
+	}
+	end, err = f.Seek(start, seekHole)
+	if err != nil || end <= start {
+		end = size
+	}
+	return min(start, size), min(end, size)
 }
 
 func (s *stream) close() error {
@@ -450,7 +499,7 @@ func (b *Builder) write(ctx context.Context, sink func([]byte) error, wa io.Writ
 	if b.opts.ImplantMD5 {
 		md = newISOMD5(p.total)
 		consumers = append(consumers, md.consume)
-	} else {
+	} else if !b.opts.NoChecksumFile {
 		sha = sha256.New()
 		consumers = append(consumers, func(b []byte) error { sha.Write(b); return nil })
 	}
@@ -477,7 +526,7 @@ func (b *Builder) write(ctx context.Context, sink func([]byte) error, wa io.Writ
 			return nil, fmt.Errorf("iso: implanting the MD5: %w", err)
 		}
 		res.MD5 = sum
-	} else {
+	} else if sha != nil {
 		res.SHA256 = hex.EncodeToString(sha.Sum(nil))
 	}
 	return res, nil
