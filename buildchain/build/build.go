@@ -1,0 +1,78 @@
+// Package build ties one buildchain run together: configuration, the lock
+// on the build root, the up-to-date engine and the build report. Mage
+// targets open a Build, run steps through it and close it.
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/metalk8s/buildchain/buildchain/config"
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/step"
+)
+
+// ErrNotBuiltYet marks a target whose capability has not landed. Targets
+// fail with it rather than pretend to have built something.
+var ErrNotBuiltYet = errors.New("not built yet")
+
+// Build is one locked run over a build root.
+type Build struct {
+	Cfg    *config.Config
+	Engine *step.Engine
+	Log    io.Writer
+	lock   *fsutil.Lock
+}
+
+// Open loads the configuration of the project at root and locks its build root.
+func Open(root string, log io.Writer) (*Build, error) {
+	cfg, err := config.Load(root)
+	if err != nil {
+		return nil, err
+	}
+	return OpenConfig(cfg, log)
+}
+
+// OpenConfig locks cfg.BuildRoot and starts an engine on it.
+func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
+	lock, err := fsutil.LockDir(cfg.BuildRoot)
+	if err != nil {
+		return nil, err
+	}
+	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
+}
+
+// ReportPath is where the JSON build report goes.
+func (b *Build) ReportPath() string { return filepath.Join(b.Cfg.BuildRoot, "build-report.json") }
+
+// Close writes the build report and releases the lock.
+func (b *Build) Close() error {
+	err := b.Engine.WriteReport(b.ReportPath())
+	if uerr := b.lock.Unlock(); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// Run runs fn on a build opened at root and always closes it.
+func Run(ctx context.Context, root string, fn func(context.Context, *Build) error) (err error) {
+	b, err := Open(root, os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := b.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return fn(ctx, b)
+}
+
+// NotBuiltYet is the error of a target whose capability is missing.
+func NotBuiltYet(what, issue string) error {
+	return fmt.Errorf("%s: %w (%s)", what, ErrNotBuiltYet, issue)
+}

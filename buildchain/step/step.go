@@ -1,0 +1,344 @@
+// Package step is the up-to-date engine of the buildchain.
+//
+// A Step declares its inputs and outputs. Before it runs, the engine
+// computes a digest of the inputs and a fingerprint of the outputs and
+// compares them with the stamp the step left last time; if both match, the
+// step is skipped as "up to date". The stamp is removed before a step runs
+// and written only after it succeeded, so an interrupted or failed run is
+// never trusted later.
+//
+// Inputs are hashed by content (they are small: lists, configs, sources).
+// Outputs are fingerprinted by path, mode, size and mtime, as make and ninja
+// do: hashing gigabytes of layers on every run would defeat the warm-run
+// target, and every output is written by rename, so a changed file always
+// gets a new mtime or size.
+package step
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
+)
+
+// Input is something a step's result depends on.
+type Input interface {
+	// key identifies the input in a stamp; digest is its current content digest.
+	key() string
+	digest(e *Engine) (string, error)
+}
+
+type fileInput string
+
+// File is the content of one file. A missing file is an error.
+func File(path string) Input { return fileInput(path) }
+
+func (f fileInput) key() string { return "file:" + string(f) }
+func (f fileInput) digest(*Engine) (string, error) {
+	h := sha256.New()
+	fh, err := os.Open(string(f))
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	if _, err := io.Copy(h, fh); err != nil {
+		return "", fmt.Errorf("reading %s: %w", f, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+type treeInput string
+
+// Tree is the content of every file below a source directory, with names,
+// modes and symlink targets. A missing directory digests as empty.
+func Tree(dir string) Input { return treeInput(dir) }
+
+func (t treeInput) key() string { return "tree:" + string(t) }
+func (t treeInput) digest(*Engine) (string, error) {
+	return walkDigest(string(t), true)
+}
+
+type valueInput struct{ name, value string }
+
+// Value is a configuration value or a list entry, by name.
+func Value(name, value string) Input { return valueInput{name, value} }
+
+func (v valueInput) key() string { return "value:" + v.name }
+func (v valueInput) digest(*Engine) (string, error) {
+	s := sha256.Sum256([]byte(v.value))
+	return hex.EncodeToString(s[:]), nil
+}
+
+type outputInput string
+
+// Output is the recorded output fingerprint of another step, which must
+// have run (or been found up to date) earlier in this build.
+func Output(step string) Input { return outputInput(step) }
+
+func (o outputInput) key() string { return "step:" + string(o) }
+func (o outputInput) digest(e *Engine) (string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s, ok := e.done[string(o)]
+	if !ok {
+		return "", fmt.Errorf("step %q has not run in this build", string(o))
+	}
+	return s.OutputDigest, nil
+}
+
+// Step is one unit of the build.
+type Step struct {
+	Name    string
+	Inputs  []Input
+	Outputs []string // files or directories the step owns
+	Run     func(ctx context.Context) error
+}
+
+// Status is how a step ended.
+type Status string
+
+const (
+	Ran      Status = "ran"
+	UpToDate Status = "up to date"
+	Failed   Status = "failed"
+)
+
+// Result is one line of the build report.
+type Result struct {
+	Step        string        `json:"step"`
+	Status      Status        `json:"status"`
+	Duration    time.Duration `json:"-"`
+	DurationMS  float64       `json:"duration_ms"`
+	InputDigest string        `json:"input_digest"`
+	Error       string        `json:"error,omitempty"`
+}
+
+type stamp struct {
+	Step         string            `json:"step"`
+	InputDigest  string            `json:"input_digest"`
+	Inputs       map[string]string `json:"inputs"`
+	OutputDigest string            `json:"output_digest"`
+}
+
+// Engine runs steps against one build root. It is safe for concurrent use.
+type Engine struct {
+	BuildRoot string
+	Log       io.Writer // one line per step; nil for silence
+
+	mu      sync.Mutex
+	done    map[string]stamp
+	results []Result
+}
+
+// New returns an engine whose stamps live in buildRoot/.stamps.
+func New(buildRoot string, log io.Writer) *Engine {
+	return &Engine{BuildRoot: buildRoot, Log: log, done: map[string]stamp{}}
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+func (e *Engine) stampPath(name string) string {
+	return filepath.Join(e.BuildRoot, ".stamps", unsafeName.ReplaceAllString(name, "_")+".json")
+}
+
+// Run runs s unless it is up to date.
+func (e *Engine) Run(ctx context.Context, s Step) error {
+	start := time.Now()
+	st := stamp{Step: s.Name, Inputs: map[string]string{}}
+	h := sha256.New()
+	keys := make([]string, 0, len(s.Inputs))
+	byKey := map[string]Input{}
+	for _, in := range s.Inputs {
+		if _, dup := byKey[in.key()]; dup {
+			return fmt.Errorf("step %s: input %s is declared twice", s.Name, in.key())
+		}
+		byKey[in.key()] = in
+		keys = append(keys, in.key())
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		d, err := byKey[k].digest(e)
+		if err != nil {
+			return e.finish(s.Name, start, "", Failed, fmt.Errorf("step %s: input %s: %w", s.Name, k, err))
+		}
+		st.Inputs[k] = d
+		fmt.Fprintf(h, "%s\x00%s\n", k, d)
+	}
+	st.InputDigest = hex.EncodeToString(h.Sum(nil))
+
+	path := e.stampPath(s.Name)
+	if prev, err := readStamp(path); err == nil && prev.InputDigest == st.InputDigest {
+		if out, err := outputsDigest(s.Outputs); err == nil && out == prev.OutputDigest {
+			e.record(prev)
+			return e.finish(s.Name, start, st.InputDigest, UpToDate, nil)
+		}
+	}
+	// From here on the old stamp must not survive: if we are interrupted the
+	// outputs are in an unknown state.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+	}
+	if err := s.Run(ctx); err != nil {
+		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+	}
+	out, err := outputsDigest(s.Outputs)
+	if err != nil {
+		return e.finish(s.Name, start, st.InputDigest, Failed, fmt.Errorf("step %s: output: %w", s.Name, err))
+	}
+	st.OutputDigest = out
+	data, _ := json.MarshalIndent(st, "", "  ")
+	if err := fsutil.WriteFile(path, data, 0o644); err != nil {
+		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+	}
+	e.record(st)
+	return e.finish(s.Name, start, st.InputDigest, Ran, nil)
+}
+
+func (e *Engine) record(st stamp) {
+	e.mu.Lock()
+	e.done[st.Step] = st
+	e.mu.Unlock()
+}
+
+// finish records the result of a step. A non-nil err overrides status.
+func (e *Engine) finish(name string, start time.Time, in string, status Status, err error) error {
+	r := Result{Step: name, Status: status, Duration: time.Since(start), InputDigest: in}
+	r.DurationMS = float64(r.Duration.Microseconds()) / 1000
+	if err != nil {
+		r.Status, r.Error = Failed, err.Error()
+	}
+	e.mu.Lock()
+	e.results = append(e.results, r)
+	if e.Log != nil {
+		fmt.Fprintf(e.Log, "%-11s %-50s %8s\n", r.Status, name, r.Duration.Round(time.Millisecond))
+	}
+	e.mu.Unlock()
+	return err
+}
+
+// Results returns the results so far, in completion order.
+func (e *Engine) Results() []Result {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Result(nil), e.results...)
+}
+
+// WriteReport writes the JSON build report atomically.
+func (e *Engine) WriteReport(path string) error {
+	data, err := json.MarshalIndent(struct {
+		Steps []Result `json:"steps"`
+	}{e.Results()}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func readStamp(path string) (stamp, error) {
+	var st stamp
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return st, err
+	}
+	err = json.Unmarshal(data, &st)
+	return st, err
+}
+
+func outputsDigest(paths []string) (string, error) {
+	h := sha256.New()
+	for _, p := range paths {
+		d, err := walkDigest(p, false)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s\x00%s\n", p, d)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// walkDigest digests a file or tree. With content it hashes file bytes;
+// without, it uses size and mtime (see the package comment). A missing
+// output is an error, so a deleted output re-runs its step.
+func walkDigest(root string, content bool) (string, error) {
+	h := sha256.New()
+	info, err := os.Lstat(root)
+	if err != nil {
+		if content && errors.Is(err, fs.ErrNotExist) {
+			return "absent", nil
+		}
+		return "", err
+	}
+	if !info.IsDir() {
+		if err := digestEntry(h, root, ".", info, content); err != nil {
+			return "", err
+		}
+		return hex.EncodeToString(h.Sum(nil)), nil
+	}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if strings.HasPrefix(d.Name(), fsutil.TempPrefix) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		return digestEntry(h, p, rel, info, content)
+	})
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func digestEntry(h io.Writer, path, rel string, info fs.FileInfo, content bool) error {
+	fmt.Fprintf(h, "%s\x00%o\x00", rel, info.Mode())
+	switch {
+	case info.Mode()&fs.ModeSymlink != 0:
+		t, err := os.Readlink(path)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\n", t)
+	case info.Mode().IsRegular():
+		if !content {
+			fmt.Fprintf(h, "%d\x00%d\n", info.Size(), info.ModTime().UnixNano())
+			return nil
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		fmt.Fprintf(h, "%d\x00", info.Size())
+		if _, err := io.Copy(h, f); err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		io.WriteString(h, "\n")
+	default:
+		io.WriteString(h, "\n")
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+package step
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
+)
+
+func TestUpToDateAndRerun(t *testing.T) {
+	root := t.TempDir()
+	src := filepath.Join(root, "input.txt")
+	out := filepath.Join(root, "out", "result.txt")
+	os.WriteFile(src, []byte("one"), 0o644)
+	runs := 0
+	mk := func(val string) Step {
+		return Step{
+			Name:    "copy",
+			Inputs:  []Input{File(src), Value("setting", val)},
+			Outputs: []string{out},
+			Run: func(context.Context) error {
+				runs++
+				data, err := os.ReadFile(src)
+				if err != nil {
+					return err
+				}
+				return fsutil.WriteFile(out, data, 0o644)
+			},
+		}
+	}
+	e := New(root, nil)
+	ctx := context.Background()
+	check := func(s Step, wantRuns int, wantStatus Status) {
+		t.Helper()
+		if err := e.Run(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if runs != wantRuns {
+			t.Fatalf("runs = %d, want %d", runs, wantRuns)
+		}
+		rs := e.Results()
+		if got := rs[len(rs)-1].Status; got != wantStatus {
+			t.Fatalf("status = %q, want %q", got, wantStatus)
+		}
+	}
+	check(mk("a"), 1, Ran)
+	check(mk("a"), 1, UpToDate)
+	check(mk("b"), 2, Ran) // changed value
+	os.WriteFile(src, []byte("two"), 0o644)
+	check(mk("b"), 3, Ran) // changed file content
+	os.Remove(out)
+	check(mk("b"), 4, Ran) // missing output
+	time.Sleep(10 * time.Millisecond)
+	os.WriteFile(out, []byte("tampered"), 0o644)
+	check(mk("b"), 5, Ran) // changed output
+	check(mk("b"), 5, UpToDate)
+}
+
+func TestFailedStepLeavesNoStamp(t *testing.T) {
+	root := t.TempDir()
+	out := filepath.Join(root, "o")
+	e := New(root, nil)
+	ok := Step{Name: "s", Inputs: []Input{Value("v", "1")}, Outputs: []string{out},
+		Run: func(context.Context) error { return os.WriteFile(out, nil, 0o644) }}
+	if err := e.Run(context.Background(), ok); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("boom")
+	bad := ok
+	bad.Inputs = []Input{Value("v", "2")}
+	bad.Run = func(context.Context) error { return boom }
+	if err := e.Run(context.Background(), bad); !errors.Is(err, boom) {
+		t.Fatalf("got %v", err)
+	}
+	if _, err := os.Stat(e.stampPath("s")); !os.IsNotExist(err) {
+		t.Fatalf("stamp survived a failed run: %v", err)
+	}
+	// Back to the old inputs: the old stamp is gone, so it must run again.
+	ran := false
+	ok.Run = func(context.Context) error { ran = true; return os.WriteFile(out, nil, 0o644) }
+	if err := e.Run(context.Background(), ok); err != nil || !ran {
+		t.Fatalf("ran=%v err=%v", ran, err)
+	}
+}
+
+func TestOutputInputChainsSteps(t *testing.T) {
+	root := t.TempDir()
+	a := filepath.Join(root, "a")
+	e := New(root, nil)
+	ctx := context.Background()
+	content := "1"
+	stepA := Step{Name: "a", Inputs: []Input{Value("c", content)}, Outputs: []string{a},
+		Run: func(context.Context) error { return fsutil.WriteFile(a, []byte(content), 0o644) }}
+	bRuns := 0
+	stepB := Step{Name: "b", Inputs: []Input{Output("a")}, Outputs: nil,
+		Run: func(context.Context) error { bRuns++; return nil }}
+	for i := 0; i < 2; i++ {
+		if err := e.Run(ctx, stepA); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Run(ctx, stepB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if bRuns != 1 {
+		t.Fatalf("b ran %d times, want 1", bRuns)
+	}
+	content = "22"
+	stepA.Inputs = []Input{Value("c", content)}
+	e2 := New(root, nil)
+	if err := e2.Run(ctx, stepA); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2.Run(ctx, stepB); err != nil {
+		t.Fatal(err)
+	}
+	if bRuns != 2 {
+		t.Fatalf("b ran %d times after a changed, want 2", bRuns)
+	}
+	if err := New(root, nil).Run(ctx, stepB); err == nil {
+		t.Fatal("Output of a step that did not run in this build must fail")
+	}
+}
+
+func TestReport(t *testing.T) {
+	root := t.TempDir()
+	e := New(root, nil)
+	e.Run(context.Background(), Step{Name: "x", Run: func(context.Context) error { return nil }})
+	e.Run(context.Background(), Step{Name: "y", Run: func(context.Context) error { return errors.New("bad") }})
+	p := filepath.Join(root, "build-report.json")
+	if err := e.WriteReport(p); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct{ Steps []Result }
+	data, _ := os.ReadFile(p)
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Steps) != 2 || rep.Steps[0].Status != Ran || rep.Steps[1].Status != Failed || rep.Steps[1].Error != "bad" || rep.Steps[0].InputDigest == "" {
+		t.Fatalf("report: %s", data)
+	}
+}
