@@ -50,24 +50,51 @@ func (p *plan) collectExtents(ctx context.Context) error {
 	}
 	visit(p.b.root)
 
+	// Candidates share their size with another file. Big candidates are
+	// first told apart by a digest of their head, so that only files that
+	// really look alike are read in full before being written.
 	bySize := map[int64][]*inode{}
 	for _, ino := range order {
 		if ino.size > 0 {
 			bySize[ino.size] = append(bySize[ino.size], ino)
 		}
 	}
+	var heads []*inode
+	for _, ino := range order {
+		if len(bySize[ino.size]) > 1 && ino.size > headSize {
+			heads = append(heads, ino)
+		}
+	}
+	headSums := make([][32]byte, len(heads))
+	if err := hashAll(ctx, heads, headSums, headSize); err != nil {
+		return err
+	}
+	type key struct {
+		size int64
+		head [32]byte
+	}
+	byHead := map[key]int{}
+	headOf := map[*inode][32]byte{}
+	for i, ino := range heads {
+		byHead[key{ino.size, headSums[i]}]++
+		headOf[ino] = headSums[i]
+	}
 	var toHash []*inode
 	for _, ino := range order {
-		if len(bySize[ino.size]) > 1 {
-			toHash = append(toHash, ino)
+		if len(bySize[ino.size]) < 2 {
+			continue
 		}
+		if h, ok := headOf[ino]; ok && byHead[key{ino.size, h}] < 2 {
+			continue
+		}
+		toHash = append(toHash, ino)
 	}
 	sums := make([][32]byte, len(toHash))
 	index := map[*inode]int{}
 	for i, ino := range toHash {
 		index[ino] = i
 	}
-	if err := hashAll(ctx, toHash, sums); err != nil {
+	if err := hashAll(ctx, toHash, sums, -1); err != nil {
 		return err
 	}
 
@@ -95,7 +122,13 @@ func (p *plan) collectExtents(ctx context.Context) error {
 	return nil
 }
 
-func hashAll(ctx context.Context, inos []*inode, sums [][32]byte) error {
+// headSize is how much of a big file is hashed to tell it apart from
+// other files of the same size.
+const headSize = 64 << 10
+
+// hashAll hashes the first limit bytes of each file (all of it if limit is
+// negative), in parallel.
+func hashAll(ctx context.Context, inos []*inode, sums [][32]byte, limit int64) error {
 	workers := min(runtime.GOMAXPROCS(0), 4)
 	var next atomic.Int64
 	errs := make([]error, workers)
@@ -110,7 +143,7 @@ func hashAll(ctx context.Context, inos []*inode, sums [][32]byte) error {
 				if i >= len(inos) || ctx.Err() != nil {
 					return
 				}
-				sum, err := hashFile(inos[i], buf)
+				sum, err := hashFile(inos[i], buf, limit)
 				if err != nil {
 					errs[w] = err
 					next.Store(int64(len(inos)))
@@ -127,18 +160,24 @@ func hashAll(ctx context.Context, inos []*inode, sums [][32]byte) error {
 	return errors.Join(errs...)
 }
 
-func hashFile(ino *inode, buf []byte) (sum [32]byte, err error) {
+func hashFile(ino *inode, buf []byte, limit int64) (sum [32]byte, err error) {
 	f, err := openFile(ino.src)
 	if err != nil {
 		return sum, fmt.Errorf("iso: %w", err)
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(h, f, buf)
+	want := ino.size
+	var r io.Reader = f
+	if limit >= 0 && limit < ino.size {
+		want = limit
+		r = io.LimitReader(f, limit)
+	}
+	n, err := io.CopyBuffer(h, r, buf)
 	if err != nil {
 		return sum, fmt.Errorf("iso: reading %s: %w", ino.src, err)
 	}
-	if n != ino.size {
+	if n != want {
 		return sum, fmt.Errorf("iso: %s changed size while the image was built (%d bytes, then %d)", ino.src, ino.size, n)
 	}
 	copy(sum[:], h.Sum(nil))
