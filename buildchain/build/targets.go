@@ -12,11 +12,6 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 )
 
-// Images fetches the listed images and builds the local ones into the ISO root.
-func Images(ctx context.Context, b *Build) error {
-	return NotBuiltYet("images", "issue 2")
-}
-
 // Packaging builds the RPM repositories of the ISO root.
 func Packaging(ctx context.Context, b *Build) error {
 	return NotBuiltYet("packaging: RPM repositories", "issue 5")

@@ -1,0 +1,156 @@
+// Package oci fetches, verifies and lays out the container images of the
+// ISO: images.yaml, a content-addressed blob cache, the skopeo dir: layout
+// and hard-link de-duplication.
+package oci
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Image is one entry of images.yaml: an upstream image pinned by digest.
+type Image struct {
+	Name    string // path under images/, e.g. kube-apiserver or library/nginx
+	Version string // the tag it is served as
+	Source  string // registry/repository it is fetched from
+	Digest  string // sha256:<hex> of the manifest or index
+	Line    int    // where the entry starts in its file
+}
+
+// Ref returns the pinned upstream reference source@digest.
+func (im Image) Ref() string { return im.Source + "@" + im.Digest }
+
+// Registry returns the registry host of the source.
+func (im Image) Registry() string { r, _, _ := strings.Cut(im.Source, "/"); return r }
+
+// The grammar of the OCI distribution spec (and docker/distribution's
+// reference package), anchored. Anything that reaches a path or an nginx
+// config passes one of these first.
+var (
+	pathComponentRE = `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`
+	nameRE          = regexp.MustCompile(`^` + pathComponentRE + `(?:/` + pathComponentRE + `)*$`)
+	tagRE           = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	digestRE        = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
+	hostRE          = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?$`)
+)
+
+// ValidName reports whether s is a repository name of the distribution spec.
+func ValidName(s string) bool { return len(s) <= 255 && nameRE.MatchString(s) }
+
+// ValidTag reports whether s is a tag of the distribution spec.
+func ValidTag(s string) bool { return tagRE.MatchString(s) }
+
+// ValidDigest reports whether s is a sha256 digest.
+func ValidDigest(s string) bool { return digestRE.MatchString(s) }
+
+func validSource(s string) error {
+	host, path, ok := strings.Cut(s, "/")
+	if !ok || path == "" {
+		return fmt.Errorf("source %q is not registry/repository", s)
+	}
+	if !hostRE.MatchString(host) || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return fmt.Errorf("source %q does not start with a registry host (e.g. docker.io/)", s)
+	}
+	if !ValidName(path) {
+		return fmt.Errorf("source %q: %q is not a valid repository name", s, path)
+	}
+	return nil
+}
+
+// ParseList parses images.yaml: a sequence of {name, version, source,
+// digest} mappings. Every error names file:line, unknown fields and
+// duplicates included, so that a typo in a list of thirty images is found
+// at once.
+func ParseList(file string, data []byte) ([]Image, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if err.Error() == "EOF" {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: %v", file, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", file, extra.Line)
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
+		root = root.Content[0]
+	}
+	if root.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%s:%d: want a list of images, got %s", file, root.Line, kindName(root))
+	}
+	var out []Image
+	seen := map[string]int{}
+	for _, n := range root.Content {
+		errf := func(line int, format string, a ...any) error {
+			return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, a...))
+		}
+		if n.Kind != yaml.MappingNode {
+			return nil, errf(n.Line, "want an image mapping {name, version, source, digest}, got %s", kindName(n))
+		}
+		im := Image{Line: n.Line}
+		fields := map[string]*string{"name": &im.Name, "version": &im.Version, "source": &im.Source, "digest": &im.Digest}
+		got := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			dst, ok := fields[k.Value]
+			if !ok {
+				return nil, errf(k.Line, "unknown field %q (want name, version, source, digest)", k.Value)
+			}
+			if got[k.Value] {
+				return nil, errf(k.Line, "field %q is given twice", k.Value)
+			}
+			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+				return nil, errf(v.Line, "%s: want a string, got %s", k.Value, kindName(v))
+			}
+			got[k.Value] = true
+			*dst = v.Value
+		}
+		for _, f := range []string{"name", "version", "source", "digest"} {
+			if !got[f] {
+				return nil, errf(n.Line, "image is missing %q", f)
+			}
+		}
+		switch {
+		case !ValidName(im.Name):
+			return nil, errf(n.Line, "name %q is not a valid repository name (lowercase components separated by /)", im.Name)
+		case !ValidTag(im.Version):
+			return nil, errf(n.Line, "image %s: version %q is not a valid tag", im.Name, im.Version)
+		case !ValidDigest(im.Digest):
+			return nil, errf(n.Line, "image %s: digest %q is not sha256:<64 lowercase hex>", im.Name, im.Digest)
+		}
+		if err := validSource(im.Source); err != nil {
+			return nil, errf(n.Line, "image %s: %v", im.Name, err)
+		}
+		key := im.Name + ":" + im.Version
+		if prev, dup := seen[key]; dup {
+			return nil, errf(n.Line, "image %s is already listed on line %d", key, prev)
+		}
+		seen[key] = n.Line
+		out = append(out, im)
+	}
+	return out, nil
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing"
+		}
+		return fmt.Sprintf("the scalar %q", n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "an empty document"
+}
