@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,7 +32,26 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 
 // WriteWith streams fill's output into path atomically. If fill fails,
 // nothing appears at path and the temp file is removed.
-func WriteWith(path string, perm os.FileMode, fill func(io.Writer) error) (err error) {
+func WriteWith(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	return writeWith(path, perm, fill, os.Rename)
+}
+
+// CreateWith is WriteWith for content-addressed stores: an existing path is
+// never replaced (the complete temp file is hard-linked into place), so a
+// file that others already link to keeps its inode. When path already
+// exists, the new content is dropped and no error is returned.
+func CreateWith(path string, perm os.FileMode, fill func(io.Writer) error) error {
+	return writeWith(path, perm, fill, func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return nil
+		}
+		return err
+	})
+}
+
+func writeWith(path string, perm os.FileMode, fill func(io.Writer) error, publish func(tmp, path string) error) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -59,7 +79,7 @@ func WriteWith(path string, perm os.FileMode, fill func(io.Writer) error) (err e
 	if err = f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	return publish(tmp, path)
 }
 
 // TempDir makes a temporary directory beside final, on the same file system

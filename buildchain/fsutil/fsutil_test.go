@@ -91,3 +91,25 @@ func TestLinkOrCopyAndRemoveTemps(t *testing.T) {
 		t.Fatalf("left %v", entries)
 	}
 }
+
+func TestCreateWithNeverReplaces(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "blob")
+	write := func(s string) error {
+		return CreateWith(p, 0o644, func(w io.Writer) error { _, err := io.WriteString(w, s); return err })
+	}
+	if err := write("first"); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(p)
+	if err := write("second"); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := os.Stat(p)
+	if data, _ := os.ReadFile(p); string(data) != "first" || !os.SameFile(before, after) {
+		t.Fatalf("existing entry replaced: %q", data)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(p))
+	if len(entries) != 1 {
+		t.Fatalf("litter: %v", entries)
+	}
+}

@@ -43,10 +43,11 @@ func (e *DigestError) Error() string {
 }
 
 // Put streams r into the cache under digest, checking both the digest and
-// the size (size < 0: unknown). On mismatch nothing is kept.
+// the size (size < 0: unknown). On mismatch nothing is kept. An entry is
+// never replaced once present: image trees hard-link to it.
 func (c Cache) Put(digest string, size int64, r io.Reader) (int64, error) {
 	var n int64
-	err := fsutil.WriteWith(c.Path(digest), 0o644, func(w io.Writer) error {
+	err := fsutil.CreateWith(c.Path(digest), 0o644, func(w io.Writer) error {
 		h := sha256.New()
 		var limit io.Reader = r
 		if size >= 0 {
