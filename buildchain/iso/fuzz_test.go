@@ -6,25 +6,25 @@ import (
 	"unicode/utf8"
 )
 
+// The seed corpora of these targets live in testdata/fuzz/<target>/ and
+// are cut from real images (genisoimage, xorriso, mkiso) and from real
+// sha256sum output by TestWriteFuzzSeeds; `go test` runs them as
+// regression cases, and the fuzzer mutates them.
+
 // FuzzParseDirRecords feeds arbitrary directory extents to the test-side
-// reader: it must fail cleanly, never panic or loop.
+// reader: it must fail cleanly, never panic, loop or take time out of
+// proportion to the input. The input is read as an image fragment
+// starting at sector 0: records, then (after a zero byte, the padding
+// that ends a sector's records) the continuation areas they point at.
 func FuzzParseDirRecords(f *testing.F) {
 	rec := dirRecord(nil, []byte("FILE.TXT;1"), 20, 5, 0, testEpoch, append(append(pxEntry(&inode{mode: 0o100644, nlink: 1}), nmEntries("file.txt")[0]...), ceEntry(cePos{0, 0, 28}, 0)...))
 	f.Add(rec)
-	f.Add(append(rec, make([]byte, sectorSize-len(rec))...))
-	f.Add([]byte{34, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		recs, err := parseDirRecords(data)
 		if err != nil {
 			return
 		}
-		read := func(lba, off, n uint32) ([]byte, error) {
-			start := int64(lba)*sectorSize + int64(off)
-			if start+int64(n) > int64(len(data)) {
-				return nil, errTest
-			}
-			return data[start : start+int64(n)], nil
-		}
+		read := areaReader(data)
 		for _, r := range recs {
 			es, err := parseSUSP(r.su, read)
 			if err != nil {
@@ -35,21 +35,32 @@ func FuzzParseDirRecords(f *testing.F) {
 	})
 }
 
-var errTest = &testErr{}
-
-type testErr struct{}
-
-func (*testErr) Error() string { return "out of range" }
+// amplify repeats s until it is max bytes long (s itself if rep is 0), so
+// that the fuzzer reaches the long-name and long-target code paths with
+// short inputs. Long raw inputs reach them too, but an input that finds
+// new coverage is minimized, and Go's minimizer is quadratic in the
+// input's length: a 4 KiB target that cannot shrink kept the workers
+// minimizing, with no executions counted, for the whole 60 s budget.
+func amplify(s string, rep uint8, max int) string {
+	if rep > 0 && s != "" {
+		s = strings.Repeat(s, min(int(rep)+1, max/len(s)+1))
+	}
+	if len(s) > max {
+		s = s[:max]
+	}
+	return s
+}
 
 // FuzzRockRidgeRoundTrip: any name and symlink target survive NM and SL
 // encoding, in entries of at most 255 bytes packed into records that fit.
 func FuzzRockRidgeRoundTrip(f *testing.F) {
-	f.Add("name.txt", "../a/./b")
-	f.Add(strings.Repeat("n", 255), "/"+strings.Repeat("segment/", 40)+"end")
-	f.Add("é", strings.Repeat("c", 300)+"//x/")
-	f.Add("x", strings.Repeat("ab/", 84)+strings.Repeat("z", 249))
-	f.Fuzz(func(t *testing.T, name, target string) {
-		if name == "" || len(name) > 255 || target == "" || strings.ContainsRune(target, 0) || len(target) > 4095 {
+	f.Add("name.txt", uint8(0), "../a/./b", uint8(0))
+	f.Fuzz(func(t *testing.T, name string, nameRep uint8, target string, targetRep uint8) {
+		if len(name) > 255 || len(target) > 4095 {
+			return // longer inputs only repeat what amplify reaches
+		}
+		name, target = amplify(name, nameRep, 255), amplify(target, targetRep, 4095)
+		if name == "" || target == "" || strings.ContainsRune(target, 0) {
 			return
 		}
 		var es [][]byte
@@ -105,11 +116,11 @@ func normalTarget(t string) string {
 	return s
 }
 
-// FuzzNames: whatever the names, identifiers are unique, short enough and
-// made of the allowed characters.
+// FuzzNames: whatever the names of a directory's entries, identifiers are
+// unique, short enough and made of the allowed characters. One name per
+// line.
 func FuzzNames(f *testing.F) {
 	f.Add("Readme\nREADME\nreadme.TXT\nx.y.z\nx_y.z")
-	f.Add(strings.Repeat("a", 120) + "-1\n" + strings.Repeat("a", 120) + "-2\n日本語\n😀")
 	f.Fuzz(func(t *testing.T, list string) {
 		dir := &node{kind: kindDir, byName: map[string]*node{}}
 		for i, n := range strings.Split(list, "\n") {
@@ -145,6 +156,44 @@ func FuzzNames(f *testing.F) {
 			if len(c.jName) > 2*103 || len(c.jName) == 0 {
 				t.Fatalf("Joliet name of %d bytes", len(c.jName))
 			}
+		}
+	})
+}
+
+// FuzzSHA256SUM: whatever an existing SHA256SUM file holds, updating it
+// leaves exactly one line for the image, with its digest, and keeps every
+// other line as it was.
+func FuzzSHA256SUM(f *testing.F) {
+	f.Add([]byte("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  a.iso\n"), "a.iso")
+	const sum = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	f.Fuzz(func(t *testing.T, old []byte, name string) {
+		if name == "" {
+			return
+		}
+		var kept []string
+		for _, line := range strings.Split(string(old), "\n") {
+			if _, n, ok := parseSumLine(line); line != "" && (!ok || n != name) {
+				kept = append(kept, line)
+			}
+		}
+		lines := strings.Split(strings.TrimSuffix(string(updateSums(old, name, sum)), "\n"), "\n")
+		found := 0
+		var others []string
+		for _, line := range lines {
+			if s, n, ok := parseSumLine(line); ok && n == name {
+				if s != sum {
+					t.Fatalf("line %q: digest %q", line, s)
+				}
+				found++
+			} else {
+				others = append(others, line)
+			}
+		}
+		if found != 1 {
+			t.Fatalf("%d lines for %q in %q", found, name, lines)
+		}
+		if strings.Join(others, "\n") != strings.Join(kept, "\n") {
+			t.Fatalf("other lines changed: %q, want %q", others, kept)
 		}
 	})
 }

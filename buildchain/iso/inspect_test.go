@@ -56,12 +56,17 @@ func parseDirRecords(b []byte) ([]rawRecord, error) {
 	return out, nil
 }
 
+// maxCEHops bounds the continuation areas one record may chain, as Linux
+// does (RR_MAX_CE_ENTRIES); the writer needs at most a few.
+const maxCEHops = 32
+
 // parseSUSP splits system use into entries, following CE continuation
-// areas through ceRead. Loops and runaway chains are errors.
+// areas through ceRead. An area must sit inside one sector (Linux rejects
+// anything else); loops and runaway chains are errors.
 func parseSUSP(su []byte, ceRead func(lba, off, n uint32) ([]byte, error)) ([][]byte, error) {
 	var out [][]byte
 	for hops := 0; ; hops++ {
-		if hops > 64 {
+		if hops > maxCEHops {
 			return nil, errors.New("too many continuation areas")
 		}
 		var next []uint32
@@ -90,10 +95,33 @@ func parseSUSP(su []byte, ceRead func(lba, off, n uint32) ([]byte, error)) ([][]
 		if ceRead == nil {
 			return nil, errors.New("continuation area but no reader")
 		}
+		if uint64(next[1])+uint64(next[2]) > sectorSize {
+			return nil, fmt.Errorf("continuation area %d+%d crosses a sector", next[1], next[2])
+		}
 		var err error
 		if su, err = ceRead(next[0], next[1], next[2]); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// areaReader serves continuation areas out of an image in memory. In an
+// image no two records share an area, so all the areas together are at
+// most the image's size: the reader refuses to hand out more than that.
+// Without that budget, records that all point at the same large area
+// (which may point at itself) cost records x hops x area size, which made
+// the fuzzer stall for minutes on a 64 KiB input.
+func areaReader(img []byte) func(lba, off, n uint32) ([]byte, error) {
+	budget := int64(len(img))
+	return func(lba, off, n uint32) ([]byte, error) {
+		start := int64(lba)*sectorSize + int64(off)
+		if start+int64(n) > int64(len(img)) {
+			return nil, fmt.Errorf("extent %d+%d beyond image", lba, n)
+		}
+		if budget -= int64(n); budget < 0 {
+			return nil, errors.New("continuation areas overlap: more area bytes than image")
+		}
+		return img[start : start+int64(n)], nil
 	}
 }
 
@@ -108,22 +136,28 @@ type rrInfo struct {
 func decodeRR(entries [][]byte) (rrInfo, error) {
 	var ri rrInfo
 	var sl []byte
+	// A builder, not +=: a record may carry thousands of NM entries, and
+	// concatenating strings would be quadratic in the name's length.
+	var name strings.Builder
 	for _, e := range entries {
 		switch string(e[:2]) {
 		case "PX":
-			if len(e) < 44 {
+			// RRIP 1.10 (genisoimage) has no serial number: 36 bytes.
+			if len(e) < 36 {
 				return ri, fmt.Errorf("PX of length %d", len(e))
 			}
 			ri.mode = binary.LittleEndian.Uint32(e[4:])
 			ri.nlink = binary.LittleEndian.Uint32(e[12:])
 			ri.uid = binary.LittleEndian.Uint32(e[20:])
 			ri.gid = binary.LittleEndian.Uint32(e[28:])
-			ri.serial = binary.LittleEndian.Uint32(e[36:])
+			if len(e) >= 44 {
+				ri.serial = binary.LittleEndian.Uint32(e[36:])
+			}
 		case "NM":
 			if len(e) < 5 {
 				return ri, errors.New("short NM")
 			}
-			ri.name += string(e[5:])
+			name.Write(e[5:])
 		case "SL":
 			if len(e) < 5 {
 				return ri, errors.New("short SL")
@@ -133,6 +167,7 @@ func decodeRR(entries [][]byte) (rrInfo, error) {
 			ri.hasTF = true
 		}
 	}
+	ri.name = name.String()
 	if sl != nil {
 		t, err := decodeSL(sl)
 		if err != nil {
@@ -179,6 +214,7 @@ func isoTree(img []byte) (map[string][]rawRecord, map[string]rrInfo, error) {
 	if len(img) < 17*sectorSize || string(img[16*sectorSize+1:16*sectorSize+6]) != "CD001" {
 		return nil, nil, errors.New("no primary volume descriptor")
 	}
+	ceRead := areaReader(img)
 	read := func(lba, off, n uint32) ([]byte, error) {
 		start := int64(lba)*sectorSize + int64(off)
 		if start+int64(n) > int64(len(img)) {
@@ -208,7 +244,7 @@ func isoTree(img []byte) (map[string][]rawRecord, map[string]rrInfo, error) {
 			if i < 2 {
 				continue
 			}
-			es, err := parseSUSP(r.su, read)
+			es, err := parseSUSP(r.su, ceRead)
 			if err != nil {
 				return fmt.Errorf("%s/%s: %w", p, r.ident, err)
 			}
