@@ -6,12 +6,18 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/gobin"
+	"github.com/metalk8s/buildchain/buildchain/imagebuild"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/step"
 )
@@ -47,9 +53,9 @@ func Images(ctx context.Context, b *Build) error {
 		mu    sync.Mutex
 		errs  []error
 		names []string
-		wg    sync.WaitGroup
+		g     errgroup.Group
 	)
-	sem := make(chan struct{}, b.Cfg.Jobs)
+	g.SetLimit(b.Cfg.Jobs)
 	for _, im := range list {
 		name := "images/pull:" + im.Name + ":" + im.Version
 		names = append(names, name)
@@ -70,11 +76,7 @@ func Images(ctx context.Context, b *Build) error {
 				return oci.WriteDir(dir, res, f.Cache)
 			},
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+		g.Go(func() error {
 			// Every image is tried even when one fails, so that one run
 			// reports every broken entry of the list.
 			if err := b.Engine.Run(ctx, s); err != nil {
@@ -82,9 +84,10 @@ func Images(ctx context.Context, b *Build) error {
 				errs = append(errs, err)
 				mu.Unlock()
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	g.Wait()
 	progress.Wait()
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
@@ -95,6 +98,11 @@ func Images(ctx context.Context, b *Build) error {
 	for _, im := range list {
 		keep[filepath.Join(im.Name, im.Version)] = true
 	}
+	local, err := localImages(ctx, b, f, keep)
+	if err != nil {
+		return err
+	}
+	names = append(names, local...)
 	if err := pruneImages(b.ImagesDir(), keep, b); err != nil {
 		return err
 	}
@@ -157,4 +165,127 @@ func pruneImages(root string, keep map[string]bool, b *Build) error {
 		}
 	}
 	return nil
+}
+
+// localImages builds the images defined under images/<name>/image.yaml,
+// after the static binaries they ship. It returns the names of their steps
+// and adds their directories to keep.
+func localImages(ctx context.Context, b *Build, f *oci.Fetcher, keep map[string]bool) ([]string, error) {
+	defs, err := imagebuild.LoadDir(filepath.Join(b.Cfg.ProjectRoot, "images"))
+	if err != nil || len(defs) == 0 {
+		return nil, err
+	}
+	info, err := b.Info()
+	if err != nil {
+		return nil, err
+	}
+	var bins map[string]string
+	needBins := false
+	for _, def := range defs {
+		if names, all := def.Binaries(); all || len(names) > 0 {
+			needBins = true
+		}
+	}
+	if needBins {
+		if bins, err = Binaries(ctx, b); err != nil {
+			return nil, err
+		}
+	}
+	var names []string
+	for _, def := range defs {
+		version, err := def.ResolveVersion(info.Version.String())
+		if err != nil {
+			return nil, err
+		}
+		key := filepath.Join(def.Name, version)
+		if keep[key] {
+			return nil, fmt.Errorf("%s: image %s:%s is also listed in %s", def.Path, def.Name, version, b.Cfg.ImagesFile)
+		}
+		keep[key] = true
+		dir := filepath.Join(b.ImagesDir(), key)
+		inputs := []step.Input{
+			step.Value("epoch", b.Cfg.Epoch().String()),
+			step.Value("version", version),
+		}
+		if names, all := def.Binaries(); all || len(names) > 0 {
+			inputs = append(inputs, step.Output(binariesStep))
+		}
+		if def.Base != nil {
+			inputs = append(inputs, step.Value("base-upstream", f.UpstreamRef(oci.Image{Source: def.Base.Source, Digest: def.Base.Digest.String()})))
+		}
+		for _, p := range def.Inputs(b.Cfg.ProjectRoot) {
+			inputs = append(inputs, step.File(p))
+		}
+		name := "images/build:" + def.Name + ":" + version
+		names = append(names, name)
+		err = b.Engine.Run(ctx, step.Step{
+			Name:    name,
+			Inputs:  inputs,
+			Outputs: []string{dir},
+			Run: func(ctx context.Context) error {
+				img, err := imagebuild.Build(ctx, def, imagebuild.Options{
+					ProjectRoot:    b.Cfg.ProjectRoot,
+					Epoch:          b.Cfg.Epoch(),
+					ProductVersion: info.Version.String(),
+					Binaries:       bins,
+					BaseFetcher: func(ctx context.Context, source string, digest v1.Hash, p v1.Platform) (v1.Image, error) {
+						return f.Image(ctx, source, digest.String(), p)
+					},
+				})
+				if err != nil {
+					return err
+				}
+				res, err := oci.StoreImage(oci.Image{Name: def.Name, Version: version}, img, f.Cache)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(b.Log, "built %s:%s, digest %s\n", def.Name, version, oci.DigestOf(res.Manifest))
+				return oci.WriteDir(dir, res, f.Cache)
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
+}
+
+const binariesStep = "binaries"
+
+// Binaries builds the project's CLIs as static binaries under
+// BUILD_ROOT/bin and returns them by name.
+func Binaries(ctx context.Context, b *Build) (map[string]string, error) {
+	root := b.Cfg.ProjectRoot
+	clis, err := gobin.Discover(root)
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(b.Cfg.BuildRoot, "bin")
+	bins := map[string]string{}
+	outputs := []string{}
+	for _, c := range clis {
+		bins[c] = filepath.Join(out, c)
+		outputs = append(outputs, bins[c])
+	}
+	goVersion, _ := exec.Command("go", "env", "GOVERSION").Output()
+	inputs := []step.Input{
+		step.File(filepath.Join(root, "go.mod")),
+		step.File(filepath.Join(root, "go.sum")),
+		step.Value("clis", strings.Join(clis, ",")),
+		step.Value("go", strings.TrimSpace(string(goVersion))),
+	}
+	// Every Go package the CLIs may import lives in these trees.
+	for _, dir := range []string{"cmd", "buildchain", "registrygen", "internal"} {
+		inputs = append(inputs, step.Tree(filepath.Join(root, dir)))
+	}
+	err = b.Engine.Run(ctx, step.Step{
+		Name:    binariesStep,
+		Inputs:  inputs,
+		Outputs: outputs,
+		Run: func(ctx context.Context) error {
+			_, err := gobin.Build(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, Jobs: b.Cfg.Jobs})
+			return err
+		},
+	})
+	return bins, err
 }

@@ -82,6 +82,11 @@ func startUpstream(t *testing.T) *upstream {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cf, _ := alpha.ConfigFile()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	if alpha, err = mutate.ConfigFile(alpha, cf); err != nil {
+		t.Fatal(err)
+	}
 	push("library/alpha", alpha)
 	extra, _ := random.Layer(32<<10, types.DockerLayer)
 	beta, _ := mutate.AppendLayers(alpha, extra) // shares alpha's layers
@@ -396,4 +401,45 @@ func TestImagesErrors(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// A local image on a pinned upstream base: the base comes through the
+// verifying fetcher (and its cache), the result is reproducible, and skopeo
+// reads it back with the base's layers under ours.
+func TestLocalImageOnPinnedBase(t *testing.T) {
+	testenv.Need(t, "skopeo")
+	u := startUpstream(t)
+	var digests []string
+	for i := 0; i < 2; i++ {
+		root := t.TempDir()
+		os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=\n"), 0o644)
+		os.MkdirAll(filepath.Join(root, "images", "tool"), 0o755)
+		os.WriteFile(filepath.Join(root, "hello.txt"), []byte("hello\n"), 0o644)
+		def := "name: tool\nversion: product\nbase:\n  source: docker.io/library/alpha\n  digest: " + u.digests["library/alpha"] +
+			"\nlayers:\n  - files:\n      - {src: hello.txt, dst: /etc/hello.txt, mode: 0644}\nconfig:\n  entrypoint: [/bin/true]\n"
+		os.WriteFile(filepath.Join(root, "images", "tool", "image.yaml"), []byte(def), 0o644)
+		list := filepath.Join(root, "images", "images.yaml")
+		os.WriteFile(list, nil, 0o644)
+		b, log := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list})
+		if err := Images(context.Background(), b); err != nil {
+			t.Fatalf("%v\n%s", err, log)
+		}
+		dir := filepath.Join(b.ImagesDir(), "tool", "2.0.0")
+		var info struct {
+			Digest string
+			Layers []string
+		}
+		if err := json.Unmarshal(skopeo(t, "inspect", "dir:"+dir), &info); err != nil {
+			t.Fatal(err)
+		}
+		var base v1.Manifest
+		json.Unmarshal(u.raw["library/alpha"], &base)
+		if len(info.Layers) != len(base.Layers)+1 || info.Layers[0] != base.Layers[0].Digest.String() {
+			t.Fatalf("layers %v do not start with the base's %v", info.Layers, base.Layers)
+		}
+		digests = append(digests, info.Digest)
+	}
+	if digests[0] != digests[1] {
+		t.Fatalf("rebuild gave %s then %s", digests[0], digests[1])
+	}
 }

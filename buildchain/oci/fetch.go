@@ -116,6 +116,10 @@ func (f *Fetcher) parse(ref string) (name.Digest, error) {
 // Fetch resolves im, fetches its manifests and blobs into the cache and
 // verifies them. Nothing unverified is ever kept.
 func (f *Fetcher) Fetch(ctx context.Context, im Image) (*Resolved, error) {
+	return f.fetch(ctx, im, f.Platforms)
+}
+
+func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Resolved, error) {
 	ref, err := f.parse(f.UpstreamRef(im))
 	if err != nil {
 		return nil, fmt.Errorf("image %s:%s: %v", im.Name, im.Version, err)
@@ -134,7 +138,7 @@ func (f *Fetcher) Fetch(ctx context.Context, im Image) (*Resolved, error) {
 		if err := json.Unmarshal(raw, &idx); err != nil {
 			return nil, wrap(fmt.Errorf("index %s: %v", im.Digest, err))
 		}
-		children, err := selectPlatforms(&idx, f.Platforms)
+		children, err := selectPlatforms(&idx, platforms)
 		if err != nil {
 			return nil, wrap(fmt.Errorf("index %s: %v", im.Digest, err))
 		}
@@ -147,7 +151,7 @@ func (f *Fetcher) Fetch(ctx context.Context, im Image) (*Resolved, error) {
 			if cmt.IsIndex() {
 				return nil, wrap(fmt.Errorf("nested index %s is not supported", d.Digest))
 			}
-			if len(f.Platforms) == 1 {
+			if len(platforms) == 1 {
 				res.Manifest, res.MediaType = craw, cmt
 			} else {
 				res.Children[d.Digest.String()] = craw
