@@ -1,0 +1,139 @@
+package repogen
+
+import (
+	"bytes"
+	"html"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
+)
+
+var publishDir = fsutil.PublishDir
+
+// oldEntry is one package of the previous repodata, kept as the raw XML
+// fragments of its three documents.
+type oldEntry struct {
+	pkgid                 string
+	size, time            int64
+	primary, files, other []byte
+}
+
+// readOld loads the previous repodata of dir, keyed by location href.
+// Anything unexpected makes it return what it could read, or nil: the
+// worst case of a bad old repodata is a full run, never a wrong entry,
+// because every fragment is matched by pkgid across the three documents.
+func readOld(dir string) map[string]*oldEntry {
+	rd := filepath.Join(dir, "repodata")
+	f, err := os.Open(filepath.Join(rd, "repomd.xml"))
+	if err != nil {
+		return nil
+	}
+	md, err := repomd.ParseRepomd(f)
+	f.Close()
+	if err != nil {
+		return nil
+	}
+	load := func(typ string) []byte {
+		d := md.Data(typ)
+		if d == nil {
+			return nil
+		}
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(d.Location)))
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		r, err := repomd.Decompress(d.Location, f)
+		if err != nil {
+			return nil
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return nil
+		}
+		return b
+	}
+	var prim, fl, oth []byte
+	done := make(chan struct{}, 3)
+	go func() { prim = load("primary"); done <- struct{}{} }()
+	go func() { fl = load("filelists"); done <- struct{}{} }()
+	go func() { oth = load("other"); done <- struct{}{} }()
+	<-done
+	<-done
+	<-done
+	if prim == nil || fl == nil || oth == nil {
+		return nil
+	}
+	byID := map[string]*oldEntry{}
+	byHref := map[string]*oldEntry{}
+	for _, frag := range fragments(prim) {
+		e := &oldEntry{primary: frag}
+		e.pkgid = between(frag, []byte(`pkgid="YES">`), []byte("<"))
+		href := html.UnescapeString(between(frag, []byte(`<location href="`), []byte(`"`)))
+		size, err1 := strconv.ParseInt(between(frag, []byte(`<size package="`), []byte(`"`)), 10, 64)
+		tm, err2 := strconv.ParseInt(between(frag, []byte(`<time file="`), []byte(`"`)), 10, 64)
+		if e.pkgid == "" || href == "" || err1 != nil || err2 != nil || bytes.Contains(frag, []byte("xml:base")) {
+			continue
+		}
+		e.size, e.time = size, tm
+		byID[e.pkgid] = e
+		byHref[href] = e
+	}
+	for _, frag := range fragments(fl) {
+		if e := byID[between(frag, []byte(`pkgid="`), []byte(`"`))]; e != nil {
+			e.files = frag
+		}
+	}
+	for _, frag := range fragments(oth) {
+		if e := byID[between(frag, []byte(`pkgid="`), []byte(`"`))]; e != nil {
+			e.other = frag
+		}
+	}
+	return byHref
+}
+
+// fragments splits a document into its top-level <package> elements,
+// each with its trailing newline. Package elements do not nest, and "<"
+// is always escaped inside text, so a byte search is exact.
+func fragments(doc []byte) [][]byte {
+	var out [][]byte
+	open, end := []byte("<package"), []byte("</package>")
+	for {
+		i := bytes.Index(doc, open)
+		if i < 0 {
+			return out
+		}
+		doc = doc[i:]
+		j := bytes.Index(doc, end)
+		if j < 0 {
+			return out
+		}
+		j += len(end)
+		if j < len(doc) && doc[j] == '\n' {
+			j++
+		}
+		frag := doc[:j:j]
+		if !bytes.HasSuffix(frag, []byte("\n")) {
+			frag = append(append([]byte(nil), frag...), '\n')
+		}
+		out = append(out, frag)
+		doc = doc[j:]
+	}
+}
+
+func between(b, start, end []byte) string {
+	i := bytes.Index(b, start)
+	if i < 0 {
+		return ""
+	}
+	b = b[i+len(start):]
+	j := bytes.Index(b, end)
+	if j < 0 {
+		return ""
+	}
+	return string(b[:j])
+}
