@@ -1,0 +1,150 @@
+package registrygen
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// The grammar below is the distribution spec's (and distribution/reference's):
+//
+//	<name>      ::= <component> ( "/" <component> )*
+//	<component> ::= [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
+//	<tag>       ::= [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
+//	<digest>    ::= "sha256:" [a-f0-9]{64}
+//
+// Only sha256 digests are accepted: the dir: layout names blobs by the hex of
+// their sha256, so no other algorithm can be served. Every character these
+// rules allow is safe in an nginx config word, in a single-quoted JSON
+// string and in a URI, which is what lets the generator emit them unquoted.
+var (
+	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
+	tagRE       = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+	hexRE       = regexp.MustCompile(`^[a-f0-9]{64}$`)
+)
+
+// MaxNameLength is the longest repository name (prefix included) accepted,
+// the limit that distribution/reference and most clients enforce.
+const MaxNameLength = 255
+
+// ValidateName checks a repository name against the distribution grammar.
+func ValidateName(name string) error {
+	if name == "" {
+		return errors.New("repository name is empty")
+	}
+	if len(name) > MaxNameLength {
+		return fmt.Errorf("repository name is %d characters long, more than %d", len(name), MaxNameLength)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if !componentRE.MatchString(c) {
+			return fmt.Errorf("repository name %q: component %q does not match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*", name, c)
+		}
+	}
+	return nil
+}
+
+// ValidateTag checks a tag against the distribution grammar.
+func ValidateTag(tag string) error {
+	if !tagRE.MatchString(tag) {
+		return fmt.Errorf("tag %q does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", tag)
+	}
+	return nil
+}
+
+// ValidateDigest checks a digest; only "sha256:" and 64 lower-case hex
+// digits are accepted (see above).
+func ValidateDigest(d string) error {
+	hex, ok := strings.CutPrefix(d, "sha256:")
+	if !ok || !hexRE.MatchString(hex) {
+		return fmt.Errorf("digest %q is not sha256:<64 lower-case hex digits>", d)
+	}
+	return nil
+}
+
+func isHex64(s string) bool { return hexRE.MatchString(s) }
+
+// placeholderRE is a Jinja expression naming one variable, the only template
+// syntax accepted in a prefix or server root (docs 12.2.4 uses
+// '{{ repository }}' and '{{ registry_root }}'). Filters, statements and
+// comments are refused: the config must stay a plain substitution template.
+var placeholderRE = regexp.MustCompile(`\{\{ ?[A-Za-z_][A-Za-z0-9_]* ?\}\}`)
+
+// IsTemplate reports whether s holds a Jinja placeholder.
+func IsTemplate(s string) bool { return strings.Contains(s, "{{") }
+
+// NormalizePrefix turns a --name-prefix value into the string put in front
+// of every repository name: slashes trimmed, then one "/" appended unless
+// empty (as static-container-registry does). A prefix must be a valid
+// repository name once each placeholder is replaced by a valid component.
+func NormalizePrefix(prefix string) (string, error) {
+	p := strings.Trim(prefix, "/")
+	if p == "" {
+		return "", nil
+	}
+	probe := placeholderRE.ReplaceAllString(p, "x")
+	if strings.ContainsAny(probe, "{}") {
+		return "", fmt.Errorf("name prefix %q: only {{ variable }} placeholders are allowed", prefix)
+	}
+	if err := ValidateName(probe); err != nil {
+		return "", fmt.Errorf("name prefix %q: %w", prefix, err)
+	}
+	return p + "/", nil
+}
+
+var (
+	nginxVarRE    = regexp.MustCompile(`^\$[A-Za-z_][A-Za-z0-9_]*`)
+	pathSegmentRE = regexp.MustCompile(`^[A-Za-z0-9_.+@,=:~-]+$`)
+)
+
+// NormalizeServerRoot checks a --server-root value: an absolute path, or an
+// nginx variable ($name) or a Jinja placeholder ({{ name }}) optionally
+// followed by a path, every segment made of [A-Za-z0-9_.+@,=:~-] and none
+// "." or "..". Thus no quote, brace, ";", "$", "#", whitespace or newline can
+// reach the config through it except the leading variable or placeholder.
+// A trailing "/" is dropped.
+func NormalizeServerRoot(root string) (string, error) {
+	bad := func(why string) (string, error) {
+		return "", fmt.Errorf("server root %q: %s", root, why)
+	}
+	var head, rest string
+	switch {
+	case strings.HasPrefix(root, "/"):
+		rest = root
+	case strings.HasPrefix(root, "$"):
+		head = nginxVarRE.FindString(root)
+		if head == "" {
+			return bad("an nginx variable is $ followed by [A-Za-z_][A-Za-z0-9_]*")
+		}
+		rest = root[len(head):]
+	case strings.HasPrefix(root, "{{"):
+		loc := placeholderRE.FindStringIndex(root)
+		if loc == nil || loc[0] != 0 {
+			return bad("a template must start with a {{ variable }} placeholder")
+		}
+		head, rest = root[:loc[1]], root[loc[1]:]
+	default:
+		return bad("must be an absolute path, an nginx $variable or a {{ variable }} placeholder")
+	}
+	if rest != "" && !strings.HasPrefix(rest, "/") {
+		return bad("the path after the variable must start with /")
+	}
+	rest = strings.TrimSuffix(rest, "/")
+	if rest == "" {
+		if head == "" {
+			return "/", nil
+		}
+		return head, nil
+	}
+	for _, seg := range strings.Split(rest[1:], "/") {
+		switch {
+		case seg == "":
+			return bad("empty path segment (//)")
+		case seg == "." || seg == "..":
+			return bad("path segment " + seg + " is not allowed")
+		case !pathSegmentRE.MatchString(seg):
+			return bad(fmt.Sprintf("path segment %q has a character outside [A-Za-z0-9_.+@,=:~-]", seg))
+		}
+	}
+	return head + rest, nil
+}
