@@ -97,30 +97,114 @@ func hasMain(dir string) (bool, error) {
 	return false, nil
 }
 
+// Sources returns the files of the project that the CLIs are built from,
+// sorted: go.mod, go.sum (when present) and every Go and embedded file of
+// the module's packages they import, for GOOS/GOARCH. A step stamps them
+// (with the toolchain version) to know when the binaries are up to date.
+// Dependencies outside the project are pinned by go.sum.
+func Sources(ctx context.Context, opts Options) ([]string, error) {
+	root, clis, err := resolve(opts)
+	if err != nil || len(clis) == 0 {
+		return nil, err
+	}
+	// One line per file; $.Dir is the package's directory.
+	const format = `{{if not .Standard}}{{range .GoFiles}}{{$.Dir}}/{{.}}
+{{end}}{{range .EmbedFiles}}{{$.Dir}}/{{.}}
+{{end}}{{end}}`
+	args := append([]string{"list", "-deps", "-f", format}, packages(clis)...)
+	out, err := goCommand(ctx, opts, root, args)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	for _, f := range []string{"go.mod", "go.sum"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err == nil {
+			set[filepath.Join(root, f)] = true
+		}
+	}
+	// The go command reports real paths: a root reached through a
+	// symbolic link is matched by its resolved form too.
+	prefixes := []string{root + string(filepath.Separator)}
+	if real, err := filepath.EvalSymlinks(root); err == nil && real != root {
+		prefixes = append(prefixes, real+string(filepath.Separator))
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if line != "" && (strings.HasPrefix(line, prefixes[0]) || (len(prefixes) > 1 && strings.HasPrefix(line, prefixes[1]))) {
+			set[filepath.Clean(line)] = true
+		}
+	}
+	files := make([]string, 0, len(set))
+	for f := range set {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// resolve returns the absolute project root and the CLIs to build.
+func resolve(opts Options) (string, []string, error) {
+	root, err := filepath.Abs(opts.ProjectRoot)
+	if err != nil {
+		return "", nil, err
+	}
+	clis := opts.CLIs
+	if clis == nil {
+		if clis, err = Discover(root); err != nil {
+			return "", nil, err
+		}
+	}
+	for _, c := range clis {
+		if c == "" || strings.ContainsAny(c, `/\`) || c == "." || c == ".." {
+			return "", nil, fmt.Errorf("CLI name %q is not a directory name under cmd/", c)
+		}
+	}
+	return root, clis, nil
+}
+
+func packages(clis []string) []string {
+	pkgs := make([]string, 0, len(clis))
+	for _, c := range clis {
+		pkgs = append(pkgs, "./cmd/"+c)
+	}
+	return pkgs
+}
+
+// goCommand runs the go command in root for the target of opts, returning
+// its output, or an error carrying it.
+func goCommand(ctx context.Context, opts Options, root string, args []string) (string, error) {
+	goCmd := opts.Go
+	if goCmd == "" {
+		goCmd = "go"
+	}
+	cmd := exec.CommandContext(ctx, goCmd, args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if opts.GOOS != "" {
+		cmd.Env = append(cmd.Env, "GOOS="+opts.GOOS)
+	}
+	if opts.GOARCH != "" {
+		cmd.Env = append(cmd.Env, "GOARCH="+opts.GOARCH)
+	}
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), root, err,
+			strings.TrimSpace(stderr.String()+"\n"+out.String()))
+	}
+	return out.String(), nil
+}
+
 // Build builds the CLIs into OutDir and returns their paths by name. Each
 // binary appears at its final path by a rename of a complete file, so an
 // interrupted build never leaves a truncated binary that a later step
 // would ship.
 func Build(ctx context.Context, opts Options) (map[string]string, error) {
-	root, err := filepath.Abs(opts.ProjectRoot)
+	root, clis, err := resolve(opts)
 	if err != nil {
 		return nil, err
 	}
-	clis := opts.CLIs
-	if clis == nil {
-		if clis, err = Discover(root); err != nil {
-			return nil, err
-		}
-	}
 	if len(clis) == 0 {
 		return map[string]string{}, nil
-	}
-	pkgs := make([]string, 0, len(clis))
-	for _, c := range clis {
-		if c == "" || strings.ContainsAny(c, `/\`) || c == "." || c == ".." {
-			return nil, fmt.Errorf("CLI name %q is not a directory name under cmd/", c)
-		}
-		pkgs = append(pkgs, "./cmd/"+c)
 	}
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return nil, err
@@ -131,10 +215,6 @@ func Build(ctx context.Context, opts Options) (map[string]string, error) {
 	}
 	defer os.RemoveAll(tmp)
 
-	goCmd := opts.Go
-	if goCmd == "" {
-		goCmd = "go"
-	}
 	// With several main packages, -o DIR/ writes each as DIR/<name>; one
 	// go command shares the compile work between them.
 	args := append([]string{"build"}, Flags...)
@@ -142,20 +222,9 @@ func Build(ctx context.Context, opts Options) (map[string]string, error) {
 		args = append(args, "-p", strconv.Itoa(opts.Jobs))
 	}
 	args = append(args, "-o", tmp+string(filepath.Separator))
-	args = append(args, pkgs...)
-	cmd := exec.CommandContext(ctx, goCmd, args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if opts.GOOS != "" {
-		cmd.Env = append(cmd.Env, "GOOS="+opts.GOOS)
-	}
-	if opts.GOARCH != "" {
-		cmd.Env = append(cmd.Env, "GOARCH="+opts.GOARCH)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), root, err, strings.TrimSpace(out.String()))
+	args = append(args, packages(clis)...)
+	if _, err := goCommand(ctx, opts, root, args); err != nil {
+		return nil, err
 	}
 
 	paths := make(map[string]string, len(clis))

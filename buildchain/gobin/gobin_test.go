@@ -193,3 +193,30 @@ func TestBuildFailureLeavesNothing(t *testing.T) {
 		t.Errorf("a failed build left %d entries in %s", len(ents), out)
 	}
 }
+
+func TestSources(t *testing.T) {
+	root := t.TempDir()
+	files := tools()
+	files["internal/greet/greet.go"] = "package greet\n\nimport _ \"embed\"\n\n//go:embed hello.txt\nvar Text string\n"
+	files["internal/greet/hello.txt"] = "hi\n"
+	files["internal/greet/greet_test.go"] = "package greet\n"
+	files["internal/unused/unused.go"] = "package unused\n"
+	files["cmd/bye/main.go"] = "package main\n\nimport \"example.com/tools/internal/greet\"\n\nfunc main() { println(greet.Text) }\n"
+	writeModule(t, root, files)
+	got, err := Sources(context.Background(), Options{ProjectRoot: root, GOOS: "linux", GOARCH: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rel []string
+	for _, f := range got {
+		r, err := filepath.Rel(root, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel = append(rel, filepath.ToSlash(r))
+	}
+	want := []string{"cmd/bye/main.go", "cmd/hello/main.go", "cmd/hello/where.go", "go.mod", "internal/greet/greet.go", "internal/greet/hello.txt"}
+	if !reflect.DeepEqual(rel, want) {
+		t.Errorf("Sources = %q, want %q", rel, want)
+	}
+}

@@ -388,7 +388,6 @@ func (p *parser) strList(n *yaml.Node, what string) ([]string, error) {
 
 func (p *parser) definition(n *yaml.Node) (*Definition, error) {
 	d := &Definition{Path: p.file, Line: n.Line}
-	platform := "linux/amd64"
 	var haveName, haveVersion, haveBase bool
 	err := p.fields(n, "image definition", []string{"name", "version", "base", "platform", "layers", "config"}, func(key string, k, v *yaml.Node) error {
 		var err error
@@ -413,10 +412,11 @@ func (p *parser) definition(n *yaml.Node) (*Definition, error) {
 			haveBase = true
 			d.Base, err = p.base(v)
 		case "platform":
-			if platform, err = p.str(v, "platform"); err != nil {
+			var s string
+			if s, err = p.str(v, "platform"); err != nil {
 				return err
 			}
-			d.Platform, err = p.platform(v, platform)
+			d.Platform, err = p.platform(v, s)
 		case "layers":
 			if v.Kind != yaml.SequenceNode {
 				return p.errf(v, "layers must be a list")
@@ -445,6 +445,7 @@ func (p *parser) definition(n *yaml.Node) (*Definition, error) {
 		return nil, p.errf(n, "missing field base (scratch, or {source, digest})")
 	}
 	if d.Platform.OS == "" {
+		// The platform of the MetalK8s nodes.
 		d.Platform = v1.Platform{OS: "linux", Architecture: "amd64"}
 	}
 	if d.Base == nil && len(d.Layers) == 0 {
