@@ -94,7 +94,7 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
-	buf := sync.Pool{New: func() any { return make([]byte, 256<<10) }}
+	buf := sync.Pool{New: func() any { return make([]byte, 1<<20) }}
 	for i, href := range hrefs {
 		g.Go(func() error {
 			if err := gctx.Err(); err != nil {
@@ -197,32 +197,39 @@ func ReadPackage(path string, pool *sync.Pool) (*repomd.Package, error) {
 		return nil, err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := fi.Size()
 	h := sha256.New()
-	var buf []byte
-	if pool != nil {
-		buf = pool.Get().([]byte)
-		defer pool.Put(buf)
-	} else {
-		buf = make([]byte, 256<<10)
-	}
-	// Read a first chunk that usually holds both headers, parse them from
-	// memory, then hash the rest of the file without parsing it.
-	n, err := io.ReadFull(f, buf)
-	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return nil, err
-	}
-	h.Write(buf[:n])
-	// The parser copies what it keeps, so buf is free again afterwards.
-	rp, err := rpmfile.Read(io.MultiReader(bytes.NewReader(buf[:n]), hashReader{f, h}))
-	if err != nil {
-		return nil, err
-	}
-	if _, err := io.CopyBuffer(h, hashSkip{f}, buf); err != nil {
-		return nil, err
-	}
-	size, err := f.Seek(0, io.SeekCurrent)
-	if err != nil {
-		return nil, err
+	var rp *rpmfile.Package
+	{
+		var buf []byte
+		if pool != nil {
+			buf = pool.Get().([]byte)
+			defer pool.Put(buf)
+		} else {
+			buf = make([]byte, 1<<20)
+		}
+		// Read a first chunk that usually holds both headers, parse them
+		// from memory, then hash the rest without parsing it.
+		n, err := io.ReadFull(f, buf)
+		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
+			return nil, err
+		}
+		h.Write(buf[:n])
+		// The parser copies what it keeps, so buf is free again afterwards.
+		if rp, err = rpmfile.Read(io.MultiReader(bytes.NewReader(buf[:n]), hashReader{f, h})); err != nil {
+			return nil, err
+		}
+		m, err := io.CopyBuffer(h, hashSkip{f}, buf)
+		if err != nil {
+			return nil, err
+		}
+		if pos, _ := f.Seek(0, io.SeekCurrent); pos != size || m < 0 {
+			return nil, fmt.Errorf("file changed size while being read")
+		}
 	}
 	p, err := FromHeader(rp)
 	if err != nil {
