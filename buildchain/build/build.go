@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
@@ -26,6 +27,9 @@ type Build struct {
 	Engine *step.Engine
 	Log    io.Writer
 	lock   *fsutil.Lock
+
+	binMu   sync.Mutex
+	binDone map[string]bool // binaries steps already run in this build
 }
 
 // Open loads the configuration of the project at root and locks its build root.
@@ -43,7 +47,7 @@ func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
+	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock, binDone: map[string]bool{}}, nil
 }
 
 // ReportPath is where the JSON build report goes.

@@ -179,18 +179,6 @@ func localImages(ctx context.Context, b *Build, f *oci.Fetcher, keep map[string]
 	if err != nil {
 		return nil, err
 	}
-	var bins map[string]string
-	needBins := false
-	for _, def := range defs {
-		if names, all := def.Binaries(); all || len(names) > 0 {
-			needBins = true
-		}
-	}
-	if needBins {
-		if bins, err = Binaries(ctx, b); err != nil {
-			return nil, err
-		}
-	}
 	var names []string
 	for _, def := range defs {
 		version, err := def.ResolveVersion(info.Version.String())
@@ -207,8 +195,14 @@ func localImages(ctx context.Context, b *Build, f *oci.Fetcher, keep map[string]
 			step.Value("epoch", b.Cfg.Epoch().String()),
 			step.Value("version", version),
 		}
+		var bins map[string]string
 		if names, all := def.Binaries(); all || len(names) > 0 {
-			inputs = append(inputs, step.Output(binariesStep))
+			// The binaries are built for the image's platform, not the host's.
+			var stepName string
+			if bins, stepName, err = Binaries(ctx, b, def.Platform.OS, def.Platform.Architecture); err != nil {
+				return nil, err
+			}
+			inputs = append(inputs, step.Output(stepName))
 		}
 		if def.Base != nil {
 			inputs = append(inputs, step.Value("base-upstream", f.UpstreamRef(oci.Image{Source: def.Base.Source, Digest: def.Base.Digest.String()})))
@@ -250,17 +244,17 @@ func localImages(ctx context.Context, b *Build, f *oci.Fetcher, keep map[string]
 	return names, nil
 }
 
-const binariesStep = "binaries"
-
-// Binaries builds the project's CLIs as static binaries under
-// BUILD_ROOT/bin and returns them by name.
-func Binaries(ctx context.Context, b *Build) (map[string]string, error) {
+// Binaries builds the project's CLIs as static binaries for goos/goarch
+// under BUILD_ROOT/bin/<goos>_<goarch>, and returns them by name with the
+// name of the step that built them. Several images share one build.
+func Binaries(ctx context.Context, b *Build, goos, goarch string) (map[string]string, string, error) {
 	root := b.Cfg.ProjectRoot
 	clis, err := gobin.Discover(root)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	out := filepath.Join(b.Cfg.BuildRoot, "bin")
+	name := "binaries:" + goos + "/" + goarch
+	out := filepath.Join(b.Cfg.BuildRoot, "bin", goos+"_"+goarch)
 	bins := map[string]string{}
 	outputs := []string{}
 	for _, c := range clis {
@@ -278,14 +272,22 @@ func Binaries(ctx context.Context, b *Build) (map[string]string, error) {
 	for _, dir := range []string{"cmd", "buildchain", "registrygen", "internal"} {
 		inputs = append(inputs, step.Tree(filepath.Join(root, dir)))
 	}
+	b.binMu.Lock()
+	defer b.binMu.Unlock()
+	if b.binDone[name] {
+		return bins, name, nil
+	}
 	err = b.Engine.Run(ctx, step.Step{
-		Name:    binariesStep,
+		Name:    name,
 		Inputs:  inputs,
 		Outputs: outputs,
 		Run: func(ctx context.Context) error {
-			_, err := gobin.Build(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, Jobs: b.Cfg.Jobs})
+			_, err := gobin.Build(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, GOOS: goos, GOARCH: goarch, Jobs: b.Cfg.Jobs})
 			return err
 		},
 	})
-	return bins, err
+	if err == nil {
+		b.binDone[name] = true
+	}
+	return bins, name, err
 }

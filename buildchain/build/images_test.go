@@ -443,3 +443,43 @@ func TestLocalImageOnPinnedBase(t *testing.T) {
 		t.Fatalf("rebuild gave %s then %s", digests[0], digests[1])
 	}
 }
+
+// The project's own metalk8s-utils image, from the real CLIs of ./cmd.
+func TestMetalK8sUtilsImage(t *testing.T) {
+	testenv.Short(t, "builds every CLI")
+	testenv.Need(t, "skopeo")
+	root, _ := filepath.Abs("../..")
+	tmp := t.TempDir()
+	list := filepath.Join(tmp, "images.yaml")
+	os.WriteFile(list, nil, 0o644)
+	t.Setenv("BUILD_ROOT", filepath.Join(tmp, "dist"))
+	t.Setenv("IMAGES_FILE", list)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	cfg, err := config.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	b, err := OpenConfig(cfg, &log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := Images(context.Background(), b); err != nil {
+		t.Fatalf("%v\n%s", err, &log)
+	}
+	info, _ := b.Info()
+	dir := filepath.Join(b.ImagesDir(), "metalk8s-utils", info.Version.String())
+	var cfgOut struct {
+		Config struct{ Env []string }
+	}
+	if err := json.Unmarshal(skopeo(t, "inspect", "--config", "dir:"+dir), &cfgOut); err != nil {
+		t.Fatal(err)
+	}
+	if len(cfgOut.Config.Env) == 0 || cfgOut.Config.Env[0] != "PATH=/usr/local/bin" {
+		t.Fatalf("config env %v", cfgOut.Config.Env)
+	}
+	if _, err := os.Stat(filepath.Join(tmp, "dist", "bin", "linux_amd64", "mkiso")); err != nil {
+		t.Fatal(err)
+	}
+}
