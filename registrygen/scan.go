@@ -10,8 +10,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Names of the files of a skopeo dir: image directory (transport version 1.1).
@@ -54,7 +56,7 @@ type Tag struct {
 type File struct {
 	Digest    string // sha256:<hex>
 	MediaType string // manifests only
-	Size      int64
+	Size      int64  // manifests only (a blob is stat'ed when served)
 	Path      string // slash-separated, relative to Tree.Dir
 }
 
@@ -80,6 +82,7 @@ func Scan(dir string) (*Tree, error) {
 	}
 	s := &scanner{root: abs, repos: map[string]*repoBuild{}}
 	s.walk("")
+	s.scanImages()
 	if len(s.errs) > 0 {
 		return nil, errors.Join(s.errs...)
 	}
@@ -110,6 +113,75 @@ type scanner struct {
 	root  string
 	repos map[string]*repoBuild
 	errs  []error
+	jobs  []imageJob // image directories found by walk, in sorted order
+}
+
+type imageJob struct {
+	rel     string
+	entries []fs.DirEntry
+	// Filled by scanImages.
+	errs   []error
+	result *imageResult
+}
+
+// imageResult is what one valid image directory contributes.
+type imageResult struct {
+	name, tag string
+	manifests []File // [0] is manifest.json, then the children
+	blobs     []File // sorted by digest
+}
+
+// scanImages reads the image directories found by walk, in parallel (the
+// cost is one open and read per manifest, which a second core halves),
+// then merges them in walk order so that the result and the errors do not
+// depend on scheduling.
+func (s *scanner) scanImages() {
+	work := make(chan *imageJob)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(s.jobs), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				js := &scanner{root: s.root}
+				j.result = js.image(j.rel, j.entries)
+				j.errs = js.errs
+			}
+		}()
+	}
+	for i := range s.jobs {
+		work <- &s.jobs[i]
+	}
+	close(work)
+	wg.Wait()
+	for _, j := range s.jobs {
+		s.errs = append(s.errs, j.errs...)
+		if j.result != nil {
+			s.add(j.result)
+		}
+	}
+}
+
+// add records an image. The first directory (in sorted walk order)
+// holding a digest serves it: the content is the same wherever it is, the
+// digest says so.
+func (s *scanner) add(im *imageResult) {
+	r := s.repos[im.name]
+	if r == nil {
+		r = &repoBuild{manifests: map[string]File{}, blobs: map[string]File{}}
+		s.repos[im.name] = r
+	}
+	r.tags = append(r.tags, Tag{Name: im.tag, Manifest: im.manifests[0]})
+	for _, m := range im.manifests {
+		if _, dup := r.manifests[m.Digest]; !dup {
+			r.manifests[m.Digest] = m
+		}
+	}
+	for _, b := range im.blobs {
+		if _, dup := r.blobs[b.Digest]; !dup {
+			r.blobs[b.Digest] = b
+		}
+	}
 }
 
 func (s *scanner) fail(rel, format string, args ...any) {
@@ -136,7 +208,7 @@ func (s *scanner) walk(rel string) {
 			s.fail(rel, "has only one of %s and %s; a dir: image directory holds both", ManifestFile, VersionFile)
 			return
 		}
-		s.image(rel, entries)
+		s.jobs = append(s.jobs, imageJob{rel: rel, entries: entries})
 		return
 	}
 	for _, e := range entries {
@@ -146,20 +218,21 @@ func (s *scanner) walk(rel string) {
 	}
 }
 
-// image records the image directory rel (slash-separated).
-func (s *scanner) image(rel string, entries []fs.DirEntry) {
+// image reads and checks the image directory rel (slash-separated); it
+// returns nil, with s.errs saying why, if the directory cannot be served.
+func (s *scanner) image(rel string, entries []fs.DirEntry) *imageResult {
 	name, tag := path.Dir(rel), path.Base(rel)
 	if rel == "" || name == "." {
 		s.fail(rel, "image directory is not at ROOT/<name>/<tag> (it has no name)")
-		return
+		return nil
 	}
 	if err := ValidateName(name); err != nil {
 		s.fail(rel, "%v", err)
-		return
+		return nil
 	}
 	if err := ValidateTag(tag); err != nil {
 		s.fail(rel, "%v", err)
-		return
+		return nil
 	}
 	byName := map[string]fs.DirEntry{}
 	for _, e := range entries {
@@ -168,17 +241,17 @@ func (s *scanner) image(rel string, entries []fs.DirEntry) {
 	for _, f := range []string{VersionFile, ManifestFile} {
 		if !byName[f].Type().IsRegular() {
 			s.fail(path.Join(rel, f), "is not a regular file (symbolic links are not served)")
-			return
+			return nil
 		}
 	}
 	version, err := s.read(path.Join(rel, VersionFile), 1024)
 	if err != nil {
 		s.errs = append(s.errs, err)
-		return
+		return nil
 	}
 	if !versions[string(version)] {
 		s.fail(path.Join(rel, VersionFile), "content %q is not \"Directory Transport Version: 1.0 or 1.1\"", version)
-		return
+		return nil
 	}
 
 	type manifest struct {
@@ -209,7 +282,7 @@ func (s *scanner) image(rel string, entries []fs.DirEntry) {
 		return true
 	}
 	if !readManifest(path.Join(rel, ManifestFile), "") {
-		return
+		return nil
 	}
 	for _, e := range entries {
 		n := e.Name()
@@ -228,12 +301,9 @@ func (s *scanner) image(rel string, entries []fs.DirEntry) {
 			}
 			continue
 		}
-		info, err := e.Info()
-		if err != nil {
-			s.errs = append(s.errs, err)
-			continue
-		}
-		blobs["sha256:"+n] = File{Digest: "sha256:" + n, Size: info.Size(), Path: path.Join(rel, n)}
+		// No Size: nginx and the handler stat the file when serving it,
+		// and an lstat per blob would be most of the scan's system time.
+		blobs["sha256:"+n] = File{Digest: "sha256:" + n, Path: path.Join(rel, n)}
 	}
 	ok := true
 	for _, m := range manifests {
@@ -251,27 +321,14 @@ func (s *scanner) image(rel string, entries []fs.DirEntry) {
 		}
 	}
 	if !ok {
-		return
+		return nil
 	}
 
-	r := s.repos[name]
-	if r == nil {
-		r = &repoBuild{manifests: map[string]File{}, blobs: map[string]File{}}
-		s.repos[name] = r
-	}
-	r.tags = append(r.tags, Tag{Name: tag, Manifest: manifests[0].file})
-	// The first directory (in sorted walk order) holding a digest serves
-	// it: the content is the same wherever it is, the digest says so.
+	files := make([]File, 0, len(manifests))
 	for _, m := range manifests {
-		if _, dup := r.manifests[m.file.Digest]; !dup {
-			r.manifests[m.file.Digest] = m.file
-		}
+		files = append(files, m.file)
 	}
-	for d, b := range blobs {
-		if _, dup := r.blobs[d]; !dup {
-			r.blobs[d] = b
-		}
-	}
+	return &imageResult{name: name, tag: tag, manifests: files, blobs: sortedFiles(blobs)}
 }
 
 // read returns the content of the file rel, refusing more than limit bytes.

@@ -44,10 +44,16 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// ValidateTag checks a tag against the distribution grammar.
+// ValidateTag checks a tag against the distribution grammar, and refuses
+// ".." anywhere in it: the grammar allows "1..2", which is harmless in a
+// URI or a path segment, but a config that never holds ".." is easier to
+// audit than one that holds it only where it is harmless.
 func ValidateTag(tag string) error {
 	if !tagRE.MatchString(tag) {
 		return fmt.Errorf("tag %q does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", tag)
+	}
+	if strings.Contains(tag, "..") {
+		return fmt.Errorf("tag %q contains \"..\", which registrygen refuses", tag)
 	}
 	return nil
 }
@@ -99,8 +105,8 @@ var (
 
 // NormalizeServerRoot checks a --server-root value: an absolute path, or an
 // nginx variable ($name) or a Jinja placeholder ({{ name }}) optionally
-// followed by a path, every segment made of [A-Za-z0-9_.+@,=:~-] and none
-// "." or "..". Thus no quote, brace, ";", "$", "#", whitespace or newline can
+// followed by a path, every segment made of [A-Za-z0-9_.+@,=:~-], none
+// "." and none holding "..". Thus no quote, brace, ";", "$", "#", whitespace or newline can
 // reach the config through it except the leading variable or placeholder.
 // A trailing "/" is dropped.
 func NormalizeServerRoot(root string) (string, error) {
@@ -140,8 +146,8 @@ func NormalizeServerRoot(root string) (string, error) {
 		switch {
 		case seg == "":
 			return bad("empty path segment (//)")
-		case seg == "." || seg == "..":
-			return bad("path segment " + seg + " is not allowed")
+		case seg == "." || strings.Contains(seg, ".."):
+			return bad(fmt.Sprintf("path segment %q: \".\" segments and \"..\" are not allowed", seg))
 		case !pathSegmentRE.MatchString(seg):
 			return bad(fmt.Sprintf("path segment %q has a character outside [A-Za-z0-9_.+@,=:~-]", seg))
 		}

@@ -29,7 +29,7 @@ func TestValidateTagAndDigest(t *testing.T) {
 			t.Errorf("ValidateTag(%q): %v", tag, err)
 		}
 	}
-	for _, tag := range []string{"", ".x", "-x", "a:b", "a/b", "a b", "a;", "a$", "a{", "a\n", strings.Repeat("a", 129), "sha256:" + strings.Repeat("a", 64)} {
+	for _, tag := range []string{"", ".x", "-x", "0..", "a..b", "a:b", "a/b", "a b", "a;", "a$", "a{", "a\n", strings.Repeat("a", 129), "sha256:" + strings.Repeat("a", 64)} {
 		if err := ValidateTag(tag); err == nil {
 			t.Errorf("ValidateTag(%q) accepted", tag)
 		}
@@ -72,7 +72,7 @@ func TestNormalizeServerRoot(t *testing.T) {
 			t.Errorf("NormalizeServerRoot(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "srv", "./srv", "/srv/../etc", "/srv/./x", "/srv//x", "/a b", "/a\tb", "/a\nb", "/a;b", `/a"b`, "/a'b",
+	for _, in := range []string{"", "srv", "./srv", "/srv/../etc", "/srv/./x", "/srv//x", "/srv/a..b", "/a b", "/a\tb", "/a\nb", "/a;b", `/a"b`, "/a'b",
 		"/a{b", "/a}b", "/a$b", "/a#b", "$", "${root}", "$1x/y", "$root;", "$root x", "{{ root }}x", "{{ root }", "x{{ root }}", "{% x %}", "/a\\b", "/é"} {
 		if got, err := NormalizeServerRoot(in); err == nil {
 			t.Errorf("NormalizeServerRoot(%q) accepted: %q", in, got)
