@@ -245,9 +245,13 @@ func Sign(t testing.TB, k *Key, src string, v3 bool) string {
 			files = append(files, p)
 		}
 		args := []string{"--addsign", "--define", "__gpg " + gpg, "--define", "_gpg_name " + k.ID, "--define", "_gpg_path " + home,
-			"--define", "__gpg_sign_cmd %{__gpg} --batch --no-verbose --no-armor --pinentry-mode loopback --passphrase '' --no-secmem-warning -u \"%{_gpg_name}\" -sbo %{__signature_filename} %{?_gpg_digest_algo:--digest-algo %{_gpg_digest_algo}} %{__plaintext_filename}"}
+			"--define", "__gpg_sign_cmd %{__gpg} --batch %{?_gpg_sign_cmd_extra_args} --no-verbose --no-armor --pinentry-mode loopback --passphrase '' --no-secmem-warning -u \"%{_gpg_name}\" -sbo %{__signature_filename} %{?_gpg_digest_algo:--digest-algo %{_gpg_digest_algo}} %{__plaintext_filename}"}
 		if v3 {
 			args = append(args, "--rpmv3")
+		}
+		if k.Description == "expired" {
+			// gpg will not sign with an expired key; sign while it was valid.
+			args = append(args, "--define", "_gpg_sign_cmd_extra_args --faked-system-time 20010101T120000")
 		}
 		cmd := exec.Command(rpmsign, append(args, files...)...)
 		cmd.Env = append(os.Environ(), "GNUPGHOME="+home)
