@@ -191,6 +191,8 @@ func synthetic(n int) []Repo {
 	return []Repo{{Name: "synthetic", Packages: ps}}
 }
 
+var raceEnabled bool
+
 var metalk8sNames = []string{"containerd", "cri-tools", "container-selinux", "coreutils", "ebtables", "ethtool", "genisoimage", "iproute", "iptables", "kubectl", "kubelet", "kubernetes-cni", "m2crypto", "python2-kubernetes", "runc", "salt-minion", "skopeo", "socat", "sos", "util-linux", "yum-plugin-versionlock"}
 
 // TestSyntheticUnderOneSecond writes a synthetic primary.xml of about
@@ -222,7 +224,7 @@ func TestSyntheticUnderOneSecond(t *testing.T) {
 	}
 	d := time.Since(start)
 	t.Logf("primary.xml of %d packages (%d KiB): parsed in %s; parse + closure of %d requests (%d packages) in %s", len(ps), doc.Len()>>10, parsed, len(reqs), len(got), d)
-	if d > time.Second {
+	if d > time.Second && !raceEnabled {
 		t.Errorf("took %s, want under 1s", d)
 	}
 }
