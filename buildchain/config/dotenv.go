@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/metalk8s/buildchain/buildchain/distref"
 )
 
 // Entry is one KEY=VALUE assignment of a .env file.
@@ -128,14 +130,12 @@ func parseValue(v string) (string, error) {
 }
 
 var (
-	hostRE     = regexp.MustCompile(`^(\[[0-9A-Fa-f:]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$`)
-	pathCompRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
 	repoNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	platformRE = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$`)
 )
 
 func checkHost(h string) error {
-	if !hostRE.MatchString(h) {
+	if !distref.ValidHost(h) {
 		return fmt.Errorf("%q is not a registry host[:port]", h)
 	}
 	return nil
@@ -152,7 +152,7 @@ func checkHostPath(s string) error {
 		return nil
 	}
 	for _, c := range strings.Split(path, "/") {
-		if !pathCompRE.MatchString(c) {
+		if !distref.ValidComponent(c) {
 			return fmt.Errorf("%q: path component %q is not a valid repository name component", s, c)
 		}
 	}

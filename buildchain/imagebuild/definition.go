@@ -47,6 +47,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"gopkg.in/yaml.v3"
+
+	"github.com/metalk8s/buildchain/buildchain/distref"
 )
 
 // ProductVersion is the version value that stands for the product version
@@ -241,7 +243,7 @@ func (d *Definition) ResolveVersion(product string) (string, error) {
 	if d.Version != ProductVersion {
 		return d.Version, nil
 	}
-	if !tagRE.MatchString(product) {
+	if !distref.ValidTag(product) {
 		return "", fmt.Errorf("%s: image %s takes the product version, but %q is not a valid image tag", d.Path, d.Name, product)
 	}
 	return product, nil
@@ -249,15 +251,11 @@ func (d *Definition) ResolveVersion(product string) (string, error) {
 
 var (
 	nameRE     = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*$`)
-	tagRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
 	cliRE      = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 	platformRE = regexp.MustCompile(`^[a-z0-9_]+$`)
 	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelRE    = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:[._/][a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$`)
 	userRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
-	repoPartRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$`)
-	hostRE     = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$`)
-	sha256RE   = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
@@ -405,7 +403,7 @@ func (p *parser) definition(n *yaml.Node) (*Definition, error) {
 			if d.Version, err = p.str(v, "version"); err != nil {
 				return err
 			}
-			if d.Version != ProductVersion && !tagRE.MatchString(d.Version) {
+			if d.Version != ProductVersion && !distref.ValidTag(d.Version) {
 				return p.errf(v, "version %q is neither %q nor a valid image tag", d.Version, ProductVersion)
 			}
 		case "base":
@@ -477,7 +475,7 @@ func (p *parser) base(n *yaml.Node) (*Base, error) {
 			if digest, err = p.str(v, "base digest"); err != nil {
 				return err
 			}
-			if !sha256RE.MatchString(digest) {
+			if !distref.ValidDigest(digest) {
 				return p.errf(v, "base digest %q is not sha256: followed by 64 lowercase hex digits", digest)
 			}
 			if b.Digest, err = v1.NewHash(digest); err != nil {
@@ -502,14 +500,14 @@ func checkSource(s string) error {
 	if !ok || repo == "" {
 		return errors.New("want registry/repository, e.g. docker.io/library/alpine")
 	}
-	if !hostRE.MatchString(host) || !(strings.ContainsAny(host, ".:[") || host == "localhost") {
+	if !distref.ValidHost(host) || !(strings.ContainsAny(host, ".:[") || host == "localhost") {
 		return fmt.Errorf("%q is not a registry host", host)
 	}
-	if len(repo) > 255 {
+	if len(repo) > distref.MaxNameLength {
 		return errors.New("repository name longer than 255 characters")
 	}
 	for _, part := range strings.Split(repo, "/") {
-		if !repoPartRE.MatchString(part) {
+		if !distref.ValidComponent(part) {
 			return fmt.Errorf("repository component %q is invalid (lowercase letters, digits, separators)", part)
 		}
 	}

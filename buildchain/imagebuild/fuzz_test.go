@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/metalk8s/buildchain/buildchain/distref"
 )
 
 // FuzzParse feeds arbitrary bytes to the definition parser. It must never
@@ -41,13 +43,13 @@ func FuzzParse(f *testing.F) {
 		if err != nil || !reflect.DeepEqual(d, again) {
 			t.Fatalf("parsing twice differs: %v", err)
 		}
-		if !nameRE.MatchString(d.Name) || (d.Version != ProductVersion && !tagRE.MatchString(d.Version)) {
+		if !nameRE.MatchString(d.Name) || (d.Version != ProductVersion && !distref.ValidTag(d.Version)) {
 			t.Fatalf("accepted name %q version %q", d.Name, d.Version)
 		}
 		if d.Platform.OS == "" || d.Platform.Architecture == "" {
 			t.Fatalf("accepted platform %+v", d.Platform)
 		}
-		if d.Base != nil && (checkSource(d.Base.Source) != nil || !sha256RE.MatchString(d.Base.Digest.String())) {
+		if d.Base != nil && (checkSource(d.Base.Source) != nil || !distref.ValidDigest(d.Base.Digest.String())) {
 			t.Fatalf("accepted base %+v", d.Base)
 		}
 		if d.Base == nil && len(d.Layers) == 0 {

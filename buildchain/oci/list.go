@@ -6,10 +6,11 @@ package oci
 import (
 	"bytes"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/metalk8s/buildchain/buildchain/distref"
 )
 
 // Image is one entry of images.yaml: an upstream image pinned by digest.
@@ -27,36 +28,17 @@ func (im Image) Ref() string { return im.Source + "@" + im.Digest }
 // Registry returns the registry host of the source.
 func (im Image) Registry() string { r, _, _ := strings.Cut(im.Source, "/"); return r }
 
-// The grammar of the OCI distribution spec (and docker/distribution's
-// reference package), anchored. Anything that reaches a path or an nginx
-// config passes one of these first.
+// ValidName, ValidTag and ValidDigest are the distribution grammar of
+// package distref, re-exported for callers of this package.
 var (
-	pathComponentRE = `[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*`
-	nameRE          = regexp.MustCompile(`^` + pathComponentRE + `(?:/` + pathComponentRE + `)*$`)
-	tagRE           = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	digestRE        = regexp.MustCompile(`^sha256:[a-f0-9]{64}$`)
-	hostRE          = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?$`)
+	ValidName   = distref.ValidName
+	ValidTag    = distref.ValidTag
+	ValidDigest = distref.ValidDigest
 )
 
-// ValidName reports whether s is a repository name of the distribution spec.
-func ValidName(s string) bool { return len(s) <= 255 && nameRE.MatchString(s) }
-
-// ValidTag reports whether s is a tag of the distribution spec.
-func ValidTag(s string) bool { return tagRE.MatchString(s) }
-
-// ValidDigest reports whether s is a sha256 digest.
-func ValidDigest(s string) bool { return digestRE.MatchString(s) }
-
 func validSource(s string) error {
-	host, path, ok := strings.Cut(s, "/")
-	if !ok || path == "" {
-		return fmt.Errorf("source %q is not registry/repository", s)
-	}
-	if !hostRE.MatchString(host) || !(strings.ContainsAny(host, ".:") || host == "localhost") {
-		return fmt.Errorf("source %q does not start with a registry host (e.g. docker.io/)", s)
-	}
-	if !ValidName(path) {
-		return fmt.Errorf("source %q: %q is not a valid repository name", s, path)
+	if _, _, ok := distref.SplitSource(s); !ok {
+		return fmt.Errorf("source %q is not registry/repository (a registry host such as docker.io/ followed by a valid repository name)", s)
 	}
 	return nil
 }

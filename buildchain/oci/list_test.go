@@ -42,7 +42,7 @@ func TestParseListErrors(t *testing.T) {
 		{strings.Replace(entry(""), "name: a", "name: A", 1), `images.yaml:1: name "A" is not a valid repository name`},
 		{strings.Replace(entry(""), "name: a", "name: ../etc", 1), `not a valid repository name`},
 		{strings.Replace(entry(""), "version: v1", "version: 'v1;rm'", 1), `version "v1;rm" is not a valid tag`},
-		{strings.Replace(entry(""), "docker.io/x/a", "x/a", 1), `does not start with a registry host`},
+		{strings.Replace(entry(""), "docker.io/x/a", "x/a", 1), `source "x/a" is not registry/repository`},
 		{entry("") + entry(""), "images.yaml:5: image a:v1 is already listed on line 1"},
 		{entry("  name: b\n"), `images.yaml:5: field "name" is given twice`},
 		{"- name: [a]\n", `images.yaml:1: name: want a string`},
