@@ -311,3 +311,76 @@ func endElement(p *Package, stack []string, name string, text []byte, fileType s
 	}
 	return nil
 }
+
+// ParseFilelists reads filelists.xml and calls fn with each package's
+// pkgid and complete file list. Dependency resolution needs it only for
+// file requirements outside the primary set of paths.
+func ParseFilelists(r io.Reader, fn func(pkgid string, files []File) error) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return fmt.Errorf("filelists.xml: %w", err)
+	}
+	s := &scanner{b: data}
+	var t token
+	var pkgid, fileType string
+	var files []File
+	var text []byte
+	depth := 0
+	inFile := false
+	for {
+		if err := s.next(&t); err != nil {
+			return fmt.Errorf("filelists.xml %w", err)
+		}
+		switch t.kind {
+		case tokEOF:
+			if depth != 0 {
+				return errors.New("filelists.xml: document ends inside an element")
+			}
+			return nil
+		case tokText:
+			if inFile {
+				text = append(text, t.text...)
+			}
+		case tokStart:
+			name := string(t.name)
+			if depth == 1 && name == "package" {
+				pkgid, files = "", nil
+				for _, a := range t.attrs {
+					if string(a.name) == "pkgid" {
+						pkgid = string(a.value)
+					}
+				}
+			}
+			if depth == 2 && name == "file" {
+				inFile, fileType, text = true, "", text[:0]
+				for _, a := range t.attrs {
+					if string(a.name) == "type" {
+						fileType = string(a.value)
+					}
+				}
+			}
+			if !t.selfClose {
+				depth++
+			} else {
+				inFile = false
+			}
+		case tokEnd:
+			depth--
+			if depth < 0 {
+				return fmt.Errorf("filelists.xml %w", s.errorf("unbalanced </%s>", t.name))
+			}
+			switch {
+			case depth == 2 && inFile:
+				files = append(files, File{Path: strings.TrimSpace(string(text)), Type: fileType})
+				inFile = false
+			case depth == 1 && string(t.name) == "package":
+				if pkgid == "" {
+					return fmt.Errorf("filelists.xml %w", s.errorf("<package> without pkgid"))
+				}
+				if err := fn(pkgid, files); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
