@@ -1,0 +1,558 @@
+package solution
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/registrygen"
+)
+
+// Fixed paths of the archive (12.2.2).
+const (
+	ProductFile    = "product.txt"
+	ImagesDir      = "images"
+	RegistryConfig = "registry-config.inc.j2"
+	OperatorDir    = "operator/deploy"
+	CRDsDir        = "operator/deploy/crds"
+	UIDeployment   = "ui/deployment.yaml"
+)
+
+// operatorFiles are the files operator/deploy must hold besides crds/ (12.3.1).
+var operatorFiles = []string{"operator.yaml", "role.yaml", "role_binding.yaml", "service_account.yaml"}
+
+// Size limits on files validation reads whole.
+const (
+	maxProductSize  = 64 << 10
+	maxManifestSize = registrygen.MaxManifestSize
+	maxYAMLSize     = 8 << 20
+	maxConfigSize   = 64 << 20
+)
+
+// Problem is one fault of an archive, at a path inside it ("" for the
+// archive as a whole, such as its volume descriptors).
+type Problem struct {
+	Path    string `json:"path"`
+	Message string `json:"message"`
+}
+
+func (p Problem) String() string {
+	if p.Path == "" {
+		return p.Message
+	}
+	return p.Path + ": " + p.Message
+}
+
+// Report is what validation found: the archive's identity and content as far
+// as it could be read, and every problem.
+type Report struct {
+	Archive  string      `json:"archive"`
+	Format   string      `json:"format"` // "iso" or "directory"
+	VolumeID string      `json:"volume_id,omitempty"`
+	Product  *Product    `json:"product,omitempty"`
+	Images   []ImageInfo `json:"images"`
+	UI       bool        `json:"ui"`
+	Problems []Problem   `json:"problems"`
+}
+
+// OK reports whether the archive has no problem.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// Err returns nil for a valid archive, else an error listing every problem.
+func (r *Report) Err() error {
+	if r.OK() {
+		return nil
+	}
+	lines := make([]string, len(r.Problems))
+	for i, p := range r.Problems {
+		lines[i] = "  " + p.String()
+	}
+	return fmt.Errorf("%s: %d problem(s):\n%s", r.Archive, len(r.Problems), strings.Join(lines, "\n"))
+}
+
+// ImageInfo describes one image of an archive.
+type ImageInfo struct {
+	Name      string   `json:"name"`
+	Version   string   `json:"version"`
+	Digest    string   `json:"digest"` // of manifest.json
+	MediaType string   `json:"media_type"`
+	Size      int64    `json:"size"` // manifests and blobs, each counted once
+	Blobs     int      `json:"blobs"`
+	Platforms []string `json:"platforms,omitempty"`
+}
+
+// Validate checks the archive at p (an ISO image or a directory tree laid
+// out as one) against docs chapter 12.2 and returns every problem found.
+// The error is for input that cannot be read at all.
+func Validate(ctx context.Context, p string) (*Report, error) {
+	a, im, err := openArchive(p)
+	if err != nil {
+		return nil, err
+	}
+	defer a.close()
+	v := &validator{ctx: ctx, a: a, rep: &Report{Archive: p, Format: "directory", Images: []ImageInfo{}, Problems: []Problem{}},
+		byPath: map[string]node{}, hashed: map[string]string{}}
+	for _, n := range a.nodes() {
+		v.byPath[n.Path] = n
+	}
+	if im != nil {
+		v.rep.Format = "iso"
+		v.rep.VolumeID = im.VolumeID
+		if !im.RockRidge {
+			v.bad("", "no Rock Ridge extension (SUSP SP and an RRIP ER entry on the root); 12.2.1 requires Rock Ridge")
+		}
+		if !im.Joliet {
+			v.bad("", "no Joliet supplementary volume descriptor; 12.2.1 requires Joliet")
+		}
+		for _, pr := range im.Problems {
+			v.bad(pr.Path, pr.Msg)
+		}
+	}
+	v.run()
+	if im != nil && v.rep.Product != nil && v.rep.Product.Name != "" && v.rep.Product.Version != "" {
+		if want := v.rep.Product.VolumeID(); im.VolumeID != want {
+			v.bad("", fmt.Sprintf("volume ID is %q; product.txt says it must be %q (NAME VERSION, 12.2.1)", im.VolumeID, want))
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	sort.SliceStable(v.rep.Problems, func(i, j int) bool { return v.rep.Problems[i].Path < v.rep.Problems[j].Path })
+	return v.rep, nil
+}
+
+type validator struct {
+	ctx    context.Context
+	a      archive
+	rep    *Report
+	byPath map[string]node
+	hashed map[string]string // node id → sha256 digest, for shared content
+	images map[string]*ImageInfo
+}
+
+func (v *validator) bad(p, msg string) { v.rep.Problems = append(v.rep.Problems, Problem{p, msg}) }
+
+func (v *validator) run() {
+	v.safety()
+	v.product()
+	v.layout()
+	v.imagesCheck()
+	v.registryConfig()
+	v.yamlCheck()
+}
+
+// safety refuses special files and links leaving the archive, and checks
+// names against the limits of 12.2.1.
+func (v *validator) safety() {
+	for _, n := range v.a.nodes() {
+		switch {
+		case n.Mode&fs.ModeSymlink != 0:
+			if msg := linkEscape(n.Path, n.Target); msg != "" {
+				v.bad(n.Path, msg)
+			}
+		case n.Mode.IsDir(), n.Mode.IsRegular():
+		default:
+			v.bad(n.Path, fmt.Sprintf("special file (%s); an archive holds only directories, regular files and links inside it", fileType(n.Mode)))
+		}
+		if n.Mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			v.bad(n.Path, "set-user-ID or set-group-ID bit set")
+		}
+		v.nameLimits(n)
+	}
+}
+
+// linkEscape says why a link target leaves the archive, or "".
+func linkEscape(p, target string) string {
+	if target == "" {
+		return "symbolic link with an empty target"
+	}
+	if strings.HasPrefix(target, "/") {
+		return fmt.Sprintf("symbolic link to the absolute path %q escapes the archive (the archive is mounted at an arbitrary place)", target)
+	}
+	resolved := path.Join(path.Dir(p), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Sprintf("symbolic link to %q escapes the archive", target)
+	}
+	return ""
+}
+
+func fileType(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	default:
+		return "irregular file"
+	}
+}
+
+// nameLimits applies 12.2.1. ISO 9660 level 3 identifiers: directories 31
+// characters, files 30 (name + '.' + extension) plus the ";1" version. The
+// long names live in the Rock Ridge (255 bytes) and Joliet (103 UCS-2
+// characters with -joliet-long) records; a longer name would be cut in one
+// of the trees, so readers would disagree on it.
+func (v *validator) nameLimits(n node) {
+	parts := splitPath(n.Path)
+	name := parts[len(parts)-1]
+	if !utf8.ValidString(name) {
+		v.bad(n.Path, "name is not UTF-8 (12.2.1)")
+		return
+	}
+	if len(name) > 255 {
+		v.bad(n.Path, fmt.Sprintf("name is %d bytes; Rock Ridge names are limited to 255", len(name)))
+	}
+	if u := len(utf16.Encode([]rune(name))); u > 103 {
+		v.bad(n.Path, fmt.Sprintf("name is %d UCS-2 characters; Joliet (-joliet-long) keeps 103, so it would be truncated", u))
+	}
+	if n.ISOName == "" {
+		return
+	}
+	id := n.ISOName
+	if n.Mode.IsDir() {
+		if len(id) > 31 {
+			v.bad(n.Path, fmt.Sprintf("ISO 9660 directory identifier %q is %d characters; level 3 allows 31", id, len(id)))
+		}
+		return
+	}
+	if i := strings.LastIndexByte(id, ';'); i >= 0 {
+		id = id[:i]
+	}
+	// Name and extension count, the '.' between them does not (ECMA-119
+	// 7.5.1); 31 is what the documented invocation's -l
+	// (-full-iso9660-filenames) produces, so it is the limit enforced.
+	if l := len(strings.Replace(id, ".", "", 1)); l > 31 {
+		v.bad(n.Path, fmt.Sprintf("ISO 9660 file identifier %q has %d characters of name and extension; level 3 with -l allows 31", n.ISOName, l))
+	}
+}
+
+func (v *validator) product() {
+	n, ok := v.byPath[ProductFile]
+	if !ok {
+		v.bad(ProductFile, "missing: every archive has product.txt at its root (12.2.3)")
+		return
+	}
+	if !n.Mode.IsRegular() {
+		v.bad(ProductFile, "not a regular file")
+		return
+	}
+	data, err := readSmall(v.a, n, maxProductSize)
+	if err != nil {
+		v.bad(ProductFile, err.Error())
+		return
+	}
+	p, err := ParseProduct(data)
+	v.rep.Product = &p
+	var pe ProductErrors
+	if errors.As(err, &pe) {
+		for _, e := range pe {
+			v.bad(ProductFile, e.Error())
+		}
+	} else if err != nil {
+		v.bad(ProductFile, err.Error())
+	}
+}
+
+func (v *validator) layout() {
+	want := func(p string, dir bool, why string) {
+		n, ok := v.byPath[p]
+		switch {
+		case !ok:
+			v.bad(p, "missing: "+why)
+		case dir && !n.Mode.IsDir():
+			v.bad(p, "not a directory")
+		case !dir && !n.Mode.IsRegular():
+			v.bad(p, "not a regular file")
+		}
+	}
+	want(ImagesDir, true, "the OCI images live in images/<name>/<version>/ (12.2.4)")
+	want(RegistryConfig, false, "the registry configuration template of the images (12.2.4)")
+	want("operator", true, "the Operator files live in operator/deploy/ (12.3.1)")
+	want(OperatorDir, true, "the Operator files live in operator/deploy/ (12.3.1)")
+	want(CRDsDir, true, "the Operator's CustomResourceDefinitions live in operator/deploy/crds/ (12.3.1)")
+	for _, f := range operatorFiles {
+		want(OperatorDir+"/"+f, false, "12.3.1 lists it among the Operator files")
+	}
+	if n, ok := v.byPath["ui"]; ok {
+		if !n.Mode.IsDir() {
+			v.bad("ui", "not a directory")
+		} else {
+			want(UIDeployment, false, "a ui/ directory holds the UI's Deployment (12.2.2)")
+			v.rep.UI = true
+		}
+	}
+}
+
+// manifest is what validation reads from a manifest or index.
+type manifest struct {
+	SchemaVersion int             `json:"schemaVersion"`
+	MediaType     string          `json:"mediaType"`
+	Config        *descriptor     `json:"config"`
+	Layers        []descriptor    `json:"layers"`
+	Manifests     []descriptor    `json:"manifests"`
+	Extra         json.RawMessage `json:"-"`
+}
+
+type descriptor struct {
+	MediaType string `json:"mediaType"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	Platform  *struct {
+		OS           string `json:"os"`
+		Architecture string `json:"architecture"`
+		Variant      string `json:"variant"`
+	} `json:"platform"`
+}
+
+// imagesCheck finds every images/<name>/<version>/ (a directory holding
+// manifest.json) and verifies its manifests and blobs.
+func (v *validator) imagesCheck() {
+	v.images = map[string]*ImageInfo{}
+	var dirs []string
+	for _, n := range v.a.nodes() {
+		if strings.HasPrefix(n.Path, ImagesDir+"/") && path.Base(n.Path) == "manifest.json" {
+			dirs = append(dirs, path.Dir(n.Path))
+		}
+	}
+	if n, ok := v.byPath[ImagesDir]; ok && n.Mode.IsDir() && len(dirs) == 0 {
+		v.bad(ImagesDir, "holds no image (no images/<name>/<version>/manifest.json)")
+	}
+	for _, d := range dirs {
+		if v.ctx.Err() != nil {
+			return
+		}
+		rel := strings.TrimPrefix(d, ImagesDir+"/")
+		name, version := path.Dir(rel), path.Base(rel)
+		if name == "." {
+			v.bad(d, "an image directory must be images/<name>/<version>/, not directly under images/")
+			continue
+		}
+		if strings.Contains(path.Dir(d), "/") && v.isImageDir(path.Dir(d)) {
+			v.bad(d, "an image directory inside another image directory")
+			continue
+		}
+		info := ImageInfo{Name: name, Version: version}
+		if !oci.ValidName(name) {
+			v.bad(d, fmt.Sprintf("image name %q is not a valid repository name (lower-case [a-z0-9] components separated by . _ __ - or /)", name))
+		}
+		if !oci.ValidTag(version) {
+			v.bad(d, fmt.Sprintf("image version %q is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})", version))
+		}
+		v.checkImage(d, &info)
+		v.rep.Images = append(v.rep.Images, info)
+		v.images[name+":"+version] = &v.rep.Images[len(v.rep.Images)-1]
+	}
+	// Re-point the map: appends may have moved the slice.
+	for i := range v.rep.Images {
+		im := &v.rep.Images[i]
+		v.images[im.Name+":"+im.Version] = im
+	}
+}
+
+func (v *validator) isImageDir(d string) bool {
+	_, ok := v.byPath[d+"/manifest.json"]
+	return ok
+}
+
+func (v *validator) checkImage(d string, info *ImageInfo) {
+	vf, ok := v.byPath[d+"/version"]
+	if !ok {
+		v.bad(d+"/version", "missing: the dir: layout has a version file")
+	} else if data, err := v.readRegular(vf, 256); err != nil {
+		v.bad(vf.Path, err.Error())
+	} else if s := string(data); s != "Directory Transport Version: 1.1\n" && s != "Directory Transport Version: 1.0\n" {
+		v.bad(vf.Path, fmt.Sprintf("content %q: want \"Directory Transport Version: 1.1\"", s))
+	}
+	mpath := d + "/manifest.json"
+	data, err := v.readRegular(v.byPath[mpath], maxManifestSize)
+	if err != nil {
+		v.bad(mpath, err.Error())
+		return
+	}
+	info.Digest = oci.DigestOf(data)
+	info.Size = int64(len(data))
+	counted := map[string]bool{}
+	v.checkManifest(d, mpath, data, info, counted, true)
+}
+
+// checkManifest verifies a manifest's blobs, or an index's children.
+func (v *validator) checkManifest(d, mpath string, data []byte, info *ImageInfo, counted map[string]bool, top bool) {
+	mi, err := registrygen.SniffMediaType(data)
+	if err != nil {
+		v.bad(mpath, "not an image manifest or index: "+err.Error())
+		return
+	}
+	var m manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		v.bad(mpath, "invalid JSON: "+err.Error())
+		return
+	}
+	if top {
+		info.MediaType = mi.MediaType
+	}
+	if registrygen.IsIndex(mi.MediaType) {
+		if !top {
+			v.bad(mpath, "an index inside an index is not supported by the dir: layout")
+			return
+		}
+		for _, c := range m.Manifests {
+			if !oci.ValidDigest(c.Digest) {
+				v.bad(mpath, fmt.Sprintf("child manifest digest %q is not sha256:<64 hex>", c.Digest))
+				continue
+			}
+			if c.Platform != nil {
+				p := c.Platform.OS + "/" + c.Platform.Architecture
+				if c.Platform.Variant != "" {
+					p += "/" + c.Platform.Variant
+				}
+				info.Platforms = append(info.Platforms, p)
+			}
+			cpath := d + "/" + strings.TrimPrefix(c.Digest, "sha256:") + ".manifest.json"
+			cn, ok := v.byPath[cpath]
+			if !ok {
+				v.bad(cpath, fmt.Sprintf("missing: the index lists the manifest %s", c.Digest))
+				continue
+			}
+			cdata, err := v.readRegular(cn, maxManifestSize)
+			if err != nil {
+				v.bad(cpath, err.Error())
+				continue
+			}
+			if got := oci.DigestOf(cdata); got != c.Digest || int64(len(cdata)) != c.Size {
+				v.bad(cpath, fmt.Sprintf("digest %s and size %d; the index wants %s and %d", got, len(cdata), c.Digest, c.Size))
+				continue
+			}
+			if !counted[c.Digest] {
+				counted[c.Digest] = true
+				info.Size += int64(len(cdata))
+			}
+			v.checkManifest(d, cpath, cdata, info, counted, false)
+		}
+		return
+	}
+	var descs []descriptor
+	if m.Config == nil {
+		v.bad(mpath, "the manifest has no config descriptor")
+	} else {
+		descs = append(descs, *m.Config)
+	}
+	descs = append(descs, m.Layers...)
+	for _, b := range descs {
+		if !oci.ValidDigest(b.Digest) {
+			v.bad(mpath, fmt.Sprintf("blob digest %q is not sha256:<64 hex>", b.Digest))
+			continue
+		}
+		if counted[b.Digest] {
+			continue
+		}
+		counted[b.Digest] = true
+		info.Blobs++
+		info.Size += b.Size
+		bpath := d + "/" + strings.TrimPrefix(b.Digest, "sha256:")
+		bn, ok := v.byPath[bpath]
+		if !ok {
+			v.bad(bpath, fmt.Sprintf("missing: %s lists the blob %s (%d bytes)", path.Base(mpath), b.Digest, b.Size))
+			continue
+		}
+		if !bn.Mode.IsRegular() {
+			v.bad(bpath, "not a regular file")
+			continue
+		}
+		if bn.Size != b.Size {
+			v.bad(bpath, fmt.Sprintf("%d bytes; %s says %d", bn.Size, path.Base(mpath), b.Size))
+			continue
+		}
+		got, err := v.digest(bn)
+		if err != nil {
+			v.bad(bpath, err.Error())
+			continue
+		}
+		if got != b.Digest {
+			v.bad(bpath, fmt.Sprintf("content digest is %s, not %s: the blob is corrupt", got, b.Digest))
+		}
+	}
+}
+
+func (v *validator) readRegular(n node, limit int64) ([]byte, error) {
+	if n.Path == "" {
+		return nil, errors.New("missing")
+	}
+	if !n.Mode.IsRegular() {
+		return nil, errors.New("not a regular file")
+	}
+	return readSmall(v.a, n, limit)
+}
+
+// digest hashes a file, once per distinct content storage.
+func (v *validator) digest(n node) (string, error) {
+	if d, ok := v.hashed[n.id]; ok && n.id != "" {
+		return d, nil
+	}
+	rc, err := v.a.open(n)
+	if err != nil {
+		return "", err
+	}
+	defer rc.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, ctxReader{v.ctx, rc}); err != nil {
+		return "", err
+	}
+	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
+	if n.id != "" {
+		v.hashed[n.id] = d
+	}
+	return d, nil
+}
+
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// registryConfig checks that the template names every image the archive
+// ships, under the placeholders MetalK8s substitutes (12.2.4).
+func (v *validator) registryConfig() {
+	n, ok := v.byPath[RegistryConfig]
+	if !ok || !n.Mode.IsRegular() {
+		return // layout() reported it
+	}
+	data, err := readSmall(v.a, n, maxConfigSize)
+	if err != nil {
+		v.bad(RegistryConfig, err.Error())
+		return
+	}
+	for _, ph := range []string{"{{ repository }}", "{{ registry_root }}"} {
+		if !bytes.Contains(data, []byte(ph)) {
+			v.bad(RegistryConfig, fmt.Sprintf("does not use the %s placeholder: generate it with --name-prefix '{{ repository }}' --server-root '{{ registry_root }}'", ph))
+		}
+	}
+	for _, im := range v.rep.Images {
+		loc := fmt.Sprintf("/v2/{{ repository }}/%s/manifests/%s", im.Name, im.Version)
+		if !bytes.Contains(data, []byte(loc)) {
+			v.bad(RegistryConfig, fmt.Sprintf("does not serve the image %s:%s (no location for %s); regenerate it from images/", im.Name, im.Version, loc))
+		}
+	}
+}
