@@ -187,12 +187,17 @@ func readHeader(r io.Reader) (*Header, error) {
 	if n > maxHeader/16 || total > maxHeader {
 		return nil, fmt.Errorf("header of %d entries and %d bytes is too large", n, size)
 	}
-	raw := make([]byte, total)
-	copy(raw, intro[:])
-	if _, err := io.ReadFull(r, raw[16:]); err != nil {
-		return nil, noEOF(err)
+	// Grow with what actually arrives rather than trusting the size a
+	// corrupt file claims: a truncated file must not cost 256 MiB.
+	var buf bytes.Buffer
+	buf.Grow(int(min(total, 1<<20)))
+	buf.Write(intro[:])
+	if n, err := io.Copy(&buf, io.LimitReader(r, int64(total)-16)); err != nil {
+		return nil, err
+	} else if uint64(n) != total-16 {
+		return nil, io.ErrUnexpectedEOF
 	}
-	return ParseHeader(raw)
+	return ParseHeader(buf.Bytes())
 }
 
 // ParseHeader parses a header blob that starts with the header magic.
