@@ -120,7 +120,7 @@ func TestBadInput(t *testing.T) {
 			p := filepath.Join(dir, "secret")
 			writeFile(t, p, "x", 0o000)
 			old := openFile
-			openFile = func(name string) (*os.File, error) {
+			openFile = func(name string) (*source, error) {
 				if name == p { // root could read it anyway
 					return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EACCES}
 				}

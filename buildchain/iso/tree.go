@@ -66,7 +66,6 @@ type extent struct {
 	src  string
 	size int64
 	lba  uint32
-	sum  [32]byte // SHA-256, only for files whose size collides
 }
 
 type devIno struct{ dev, ino uint64 }
