@@ -1,0 +1,257 @@
+package solution
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/internal/testenv"
+	"github.com/metalk8s/buildchain/registrygen"
+)
+
+// writeTestImage lays out a small but real image (a gzip tar layer and its
+// config) in the dir: format.
+func writeTestImage(t *testing.T, dir, content string) {
+	t.Helper()
+	var tarBuf bytes.Buffer
+	tw := tar.NewWriter(&tarBuf)
+	body := []byte(content)
+	if err := tw.WriteHeader(&tar.Header{Name: "hello.txt", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Write(body)
+	tw.Close()
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(tarBuf.Bytes())
+	zw.Close()
+	layer := gz.Bytes()
+	config := []byte(`{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["` + oci.DigestOf(tarBuf.Bytes()) + `"]}}`)
+	m := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": oci.DigestOf(config), "size": len(config)},
+		"layers":        []any{map[string]any{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": oci.DigestOf(layer), "size": len(layer)}},
+	}
+	manifest, _ := json.Marshal(m)
+	mustWrite(t, filepath.Join(dir, "manifest.json"), manifest)
+	mustWrite(t, filepath.Join(dir, "version"), []byte(oci.DirVersion))
+	mustWrite(t, filepath.Join(dir, strings.TrimPrefix(oci.DigestOf(config), "sha256:")), config)
+	mustWrite(t, filepath.Join(dir, strings.TrimPrefix(oci.DigestOf(layer), "sha256:")), layer)
+}
+
+func mustWrite(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func exampleDir(t *testing.T) string {
+	t.Helper()
+	d, err := filepath.Abs(filepath.Join("..", "..", ExampleDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+const testProduct = "NAME=example-solution\nVERSION=1.0.0\nREQUIRE_METALK8S=\">=2.0\"\nARCHIVE_LAYOUT_VERSION=1\nGIT=test\nBUILD_TIMESTAMP=2024-01-02T03:04:05Z\n"
+
+// validTree writes, by hand, an archive tree as chapter 12.2 describes it:
+// the example's Operator and UI manifests, and the two images they name.
+func validTree(t *testing.T) string {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	writeTestImage(t, filepath.Join(root, "images", "example-solution-operator", "1.0.0"), "operator")
+	writeTestImage(t, filepath.Join(root, "images", "example-solution-ui", "1.0.0"), "ui")
+	if err := copyTree(filepath.Join(exampleDir(t), "operator", "deploy"), filepath.Join(root, "operator", "deploy"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyFile(filepath.Join(exampleDir(t), "ui", "deployment.yaml"), filepath.Join(root, "ui", "deployment.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(root, "product.txt"), []byte(testProduct))
+	regenerateConfig(t, root)
+	return root
+}
+
+func regenerateConfig(t *testing.T, root string) {
+	t.Helper()
+	conf, err := registrygen.GenerateRoot(filepath.Join(root, "images"), "{{ repository }}", "{{ registry_root }}", registrygen.OmitConstants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(root, RegistryConfig), conf)
+}
+
+// mkisofs runs the invocation documented in chapter 12.2.1.
+func mkisofs(t *testing.T, genisoimage, root, volid string) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "solution.iso")
+	cmd := exec.Command(genisoimage, "-output", out, "-R", "-J", "-joliet-long", "-l", "-V", volid,
+		"-gid", "0", "-uid", "0", "-iso-level", "3", "-input-charset", "utf-8", "-output-charset", "utf-8", root)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("genisoimage: %v\n%s", err, b)
+	}
+	return out
+}
+
+func validateOrFail(t *testing.T, p string) *Report {
+	t.Helper()
+	rep, err := Validate(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+func TestValidTree(t *testing.T) {
+	root := validTree(t)
+	rep := validateOrFail(t, root)
+	if !rep.OK() {
+		t.Fatal(rep.Err())
+	}
+	if len(rep.Images) != 2 || rep.Product.ID() != "example-solution-1.0.0" || !rep.UI || rep.Format != "directory" {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// TestGenisoimageArchives: a hand-made archive (the documented mkisofs
+// invocation) validates, and each single fault is reported, alone, with its
+// path.
+func TestGenisoimageArchives(t *testing.T) {
+	gen := testenv.Need(t, "genisoimage")[0]
+	root := validTree(t)
+	rep := validateOrFail(t, mkisofs(t, gen, root, "example-solution 1.0.0"))
+	if !rep.OK() {
+		t.Fatal(rep.Err())
+	}
+	if rep.Format != "iso" || rep.VolumeID != "example-solution 1.0.0" || len(rep.Images) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+
+	opImage := filepath.Join("images", "example-solution-operator", "1.0.0")
+	layerOf := func(root string) string {
+		var m manifest
+		data, _ := os.ReadFile(filepath.Join(root, opImage, "manifest.json"))
+		json.Unmarshal(data, &m)
+		return filepath.ToSlash(filepath.Join(opImage, strings.TrimPrefix(m.Layers[0].Digest, "sha256:")))
+	}
+	for _, tc := range []struct {
+		name     string
+		fault    func(t *testing.T, root string)
+		volid    string
+		path     string // "@layer" is the operator image's layer
+		contains string
+	}{
+		{"no product.txt", func(t *testing.T, root string) { os.Remove(filepath.Join(root, "product.txt")) }, "", "product.txt", "missing"},
+		{"bad REQUIRE_METALK8S", func(t *testing.T, root string) {
+			mustWrite(t, filepath.Join(root, "product.txt"), []byte(strings.Replace(testProduct, ">=2.0", "at least 2.0", 1)))
+		}, "", "product.txt", "REQUIRE_METALK8S"},
+		{"blob removed", func(t *testing.T, root string) { os.Remove(filepath.Join(root, layerOf(root))) }, "", "@layer", "missing"},
+		{"blob with a byte flipped", func(t *testing.T, root string) {
+			p := filepath.Join(root, layerOf(root))
+			data, _ := os.ReadFile(p)
+			data[len(data)/2] ^= 0x01
+			mustWrite(t, p, data)
+		}, "", "@layer", "corrupt"},
+		{"image referenced but not shipped", func(t *testing.T, root string) {
+			os.RemoveAll(filepath.Join(root, "images", "example-solution-ui"))
+			regenerateConfig(t, root)
+		}, "", "ui/deployment.yaml", "example-solution-ui:1.0.0\" is not in the archive"},
+		{"symlink to /etc", func(t *testing.T, root string) {
+			if err := os.Symlink("/etc", filepath.Join(root, "operator", "etc")); err != nil {
+				t.Fatal(err)
+			}
+		}, "", "operator/etc", "escapes the archive"},
+		{"volume ID mismatch", func(t *testing.T, root string) {}, "example-solution 1.0.1", "", "volume ID is \"example-solution 1.0.1\""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := validTree(t)
+			want := tc.path
+			if want == "@layer" {
+				want = layerOf(root)
+			}
+			tc.fault(t, root)
+			volid := tc.volid
+			if volid == "" {
+				volid = "example-solution 1.0.0"
+			}
+			rep := validateOrFail(t, mkisofs(t, gen, root, volid))
+			if len(rep.Problems) != 1 || rep.Problems[0].Path != want || !strings.Contains(rep.Problems[0].Message, tc.contains) {
+				t.Fatalf("want exactly one problem at %q containing %q, got %v", want, tc.contains, rep.Problems)
+			}
+		})
+	}
+}
+
+// TestDirectoryFaults: faults checked on trees (the same code reads ISOs).
+func TestDirectoryFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		fault    func(t *testing.T, root string)
+		path     string
+		contains string
+	}{
+		{"fifo", func(t *testing.T, root string) {
+			if err := syscall.Mkfifo(filepath.Join(root, "ui", "pipe"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, "ui/pipe", "special file (named pipe)"},
+		{"relative escape", func(t *testing.T, root string) {
+			os.Symlink("../../../x", filepath.Join(root, "operator", "up"))
+		}, "operator/up", "escapes"},
+		{"CRD of the wrong kind", func(t *testing.T, root string) {
+			mustWrite(t, filepath.Join(root, CRDsDir, "x.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n"))
+		}, CRDsDir + "/x.yaml", "apiextensions.k8s.io"},
+		{"CRD misnamed", func(t *testing.T, root string) {
+			p := filepath.Join(root, CRDsDir, "examples_crd.yaml")
+			data, _ := os.ReadFile(p)
+			mustWrite(t, p, bytes.Replace(data, []byte("name: examples.example"), []byte("name: things.example"), 1))
+		}, CRDsDir + "/examples_crd.yaml", "<spec.names.plural>.<spec.group>"},
+		{"object without a name", func(t *testing.T, root string) {
+			mustWrite(t, filepath.Join(root, OperatorDir, "service_account.yaml"), []byte("apiVersion: v1\nkind: ServiceAccount\nmetadata: {}\n"))
+		}, OperatorDir + "/service_account.yaml", "without metadata.name"},
+		{"invalid YAML", func(t *testing.T, root string) {
+			mustWrite(t, filepath.Join(root, OperatorDir, "role.yaml"), []byte("kind: [\n"))
+		}, OperatorDir + "/role.yaml", "invalid YAML"},
+		{"missing role binding", func(t *testing.T, root string) {
+			os.Remove(filepath.Join(root, OperatorDir, "role_binding.yaml"))
+		}, OperatorDir + "/role_binding.yaml", "missing"},
+		{"bad version file", func(t *testing.T, root string) {
+			mustWrite(t, filepath.Join(root, "images", "example-solution-ui", "1.0.0", "version"), []byte("v2\n"))
+		}, "images/example-solution-ui/1.0.0/version", "Directory Transport Version"},
+		{"stale registry config", func(t *testing.T, root string) {
+			writeTestImage(t, filepath.Join(root, "images", "extra", "2.0.0"), "extra")
+		}, RegistryConfig, "extra:2.0.0"},
+		{"unparsable manifest", func(t *testing.T, root string) {
+			mustWrite(t, filepath.Join(root, "images", "example-solution-ui", "1.0.0", "manifest.json"), []byte("{"))
+		}, "images/example-solution-ui/1.0.0/manifest.json", "not an image manifest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := validTree(t)
+			tc.fault(t, root)
+			rep := validateOrFail(t, root)
+			found := false
+			for _, p := range rep.Problems {
+				found = found || (p.Path == tc.path && strings.Contains(p.Message, tc.contains))
+			}
+			if !found {
+				t.Fatalf("want a problem at %q containing %q, got %v", tc.path, tc.contains, rep.Problems)
+			}
+		})
+	}
+}
