@@ -75,8 +75,14 @@ type repoState struct {
 	pkgs     []*repomd.Package
 }
 
+// Binaries builds the project's CLIs as static linux/amd64 binaries and
+// returns their paths by name. The packaging target gets it from its
+// caller, which owns the step that builds them.
+type Binaries func(ctx context.Context) (map[string]string, error)
+
 type run struct {
 	b      *build.Build
+	bins   Binaries
 	client *http.Client
 	cache  string
 	epoch  time.Time
@@ -84,10 +90,11 @@ type run struct {
 }
 
 // Packaging builds the RPM repositories of the ISO root. It is what the
-// `packaging` mage target runs.
-func Packaging(ctx context.Context, b *build.Build) error {
+// `packaging` mage target runs. bins is only called when a local package
+// ships a CLI binary; with a nil bins such a package is "not built yet".
+func Packaging(ctx context.Context, b *build.Build, bins Binaries) error {
 	cfg := b.Cfg
-	r := &run{b: b, client: &http.Client{Timeout: 10 * time.Minute}, cache: filepath.Join(cfg.BuildRoot, "cache", "rpm"), epoch: cfg.Epoch()}
+	r := &run{b: b, bins: bins, client: &http.Client{Timeout: 10 * time.Minute}, cache: filepath.Join(cfg.BuildRoot, "cache", "rpm"), epoch: cfg.Epoch()}
 	list, err := pkglist.Load(cfg.PackagesFile)
 	if err != nil {
 		return err
@@ -305,7 +312,10 @@ func (r *run) buildLocal(ctx context.Context, list *pkglist.List) (map[string][]
 				}
 			}
 		}
-		if bins, _, err = build.Binaries(ctx, r.b, "linux", "amd64"); err != nil {
+		if r.bins == nil {
+			return nil, nil, build.NotBuiltYet("packaging: local packages that ship CLI binaries (no binary builder given)", "issue 5")
+		}
+		if bins, err = r.bins(ctx); err != nil {
 			return nil, nil, err
 		}
 	}

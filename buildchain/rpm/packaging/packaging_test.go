@@ -14,7 +14,7 @@ import (
 
 	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/config"
-	"github.com/metalk8s/buildchain/buildchain/rpm/internal/rpmtest"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
@@ -104,7 +104,7 @@ func runPackaging(t *testing.T, cfg *config.Config) ([]step.Result, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = Packaging(context.Background(), b)
+	err = Packaging(context.Background(), b, nil)
 	res := b.Engine.Results()
 	b.Close()
 	return res, err

@@ -1,4 +1,4 @@
-// Package rpmtest builds the fixtures the rpm packages' tests check
+// Package rpmtest (test support only) builds the fixtures the rpm packages' tests check
 // against: small RPMs made by the real rpmbuild, OpenPGP keys made by the
 // real gpg, and signatures made by the real rpmsign. Results are cached
 // under the system temp directory by content, because rpmbuild and gpg
