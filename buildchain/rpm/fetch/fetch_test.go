@@ -22,9 +22,9 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 
-	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmfile"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 

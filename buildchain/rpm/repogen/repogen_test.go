@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
