@@ -3,7 +3,6 @@ package repogen
 import (
 	"bytes"
 	"html"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -51,11 +50,15 @@ func readOld(dir string) map[string]*oldEntry {
 		if err != nil {
 			return nil
 		}
-		b, err := io.ReadAll(r)
-		if err != nil {
+		// repomd.xml gives the size: allocate once instead of growing.
+		var buf bytes.Buffer
+		if d.OpenSize > 0 && d.OpenSize < 1<<31 {
+			buf.Grow(int(d.OpenSize) + 512)
+		}
+		if _, err := buf.ReadFrom(r); err != nil {
 			return nil
 		}
-		return b
+		return buf.Bytes()
 	}
 	var prim, fl, oth []byte
 	done := make(chan struct{}, 3)
