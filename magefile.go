@@ -12,6 +12,7 @@ import (
 
 	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/devtools"
+	"github.com/metalk8s/buildchain/buildchain/targets"
 )
 
 // Default is what `go run mage.go` builds.
@@ -24,27 +25,32 @@ var Aliases = map[string]interface{}{
 
 // Iso builds the MetalK8s ISO, the default target.
 func Iso(ctx context.Context) error {
-	return run(ctx, build.Iso)
+	return run(ctx, targets.Iso)
 }
 
 // Images fetches, verifies and de-duplicates the container images.
 func Images(ctx context.Context) error {
-	return run(ctx, build.Images)
+	return run(ctx, targets.Images)
 }
 
 // Packaging downloads and builds the RPM packages and repositories.
 func Packaging(ctx context.Context) error {
-	return run(ctx, build.Packaging)
+	return run(ctx, targets.Packaging)
 }
 
 // SaltTree deploys the Salt tree inside the ISO root.
 func SaltTree(ctx context.Context) error {
-	return run(ctx, build.SaltTree)
+	return run(ctx, targets.SaltTree)
 }
 
 // PopulateIso fills the ISO root: images, packages, Salt tree, product.txt.
 func PopulateIso(ctx context.Context) error {
-	return run(ctx, build.PopulateIso)
+	return run(ctx, targets.PopulateIso)
+}
+
+// Solution builds the example Solution archive (examples/solution) into the build root.
+func Solution(ctx context.Context) error {
+	return run(ctx, targets.Solution)
 }
 
 // Lint runs gofmt and go vet over the project.

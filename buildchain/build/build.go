@@ -10,10 +10,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/buildchain/step"
 )
 
@@ -27,9 +28,6 @@ type Build struct {
 	Engine *step.Engine
 	Log    io.Writer
 	lock   *fsutil.Lock
-
-	binMu   sync.Mutex
-	binDone map[string]bool // binaries steps already run in this build
 }
 
 // Open loads the configuration of the project at root and locks its build root.
@@ -47,7 +45,7 @@ func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock, binDone: map[string]bool{}}, nil
+	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
 }
 
 // ReportPath is where the JSON build report goes.
@@ -79,4 +77,24 @@ func Run(ctx context.Context, root string, fn func(context.Context, *Build) erro
 // NotBuiltYet is the error of a target whose capability is missing.
 func NotBuiltYet(what, issue string) error {
 	return fmt.Errorf("%s: %w (%s)", what, ErrNotBuiltYet, issue)
+}
+
+// ImagesDir is the images tree of the ISO root.
+func (b *Build) ImagesDir() string { return filepath.Join(b.Cfg.RootDir(), "images") }
+
+// BlobCache is the content-addressed cache shared by every build.
+func (b *Build) BlobCache() oci.Cache {
+	return oci.Cache{Dir: filepath.Join(b.Cfg.BuildRoot, "cache", "blobs")}
+}
+
+// IsoPath is where the MetalK8s ISO goes.
+func (b *Build) IsoPath() string { return filepath.Join(b.Cfg.BuildRoot, "metalk8s.iso") }
+
+// Info is the product identity of this build.
+func (b *Build) Info() (product.Info, error) {
+	v, err := product.ReadVersion(filepath.Join(b.Cfg.ProjectRoot, "VERSION"))
+	if err != nil {
+		return product.Info{}, err
+	}
+	return product.Info{Name: b.Cfg.ProjectName, Version: v, Git: product.GitDescribe(b.Cfg.ProjectRoot), Built: b.Cfg.Epoch()}, nil
 }

@@ -342,3 +342,12 @@ func digestEntry(h io.Writer, path, rel string, info fs.FileInfo, content bool) 
 	}
 	return nil
 }
+
+// Finished reports whether the step completed (ran or was up to date)
+// earlier in this build, so that a step shared by several callers runs once.
+func (e *Engine) Finished(name string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, ok := e.done[name]
+	return ok
+}

@@ -1,4 +1,4 @@
-package build
+package targets
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -40,7 +41,7 @@ func TestIsoEndToEnd(t *testing.T) {
 		list := u.list(t, root, "library/alpha", "library/beta")
 		b, log := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list})
 		err := Iso(context.Background(), b)
-		if !errors.Is(err, ErrNotBuiltYet) || !strings.Contains(log.String(), "packaging") {
+		if !errors.Is(err, build.ErrNotBuiltYet) || !strings.Contains(log.String(), "packaging") {
 			t.Fatalf("want a not-built-yet error naming packaging, got %v\n%s", err, log)
 		}
 		out := b.IsoPath()

@@ -1,38 +1,50 @@
-package build
+// Package targets implements the buildchain's targets over one locked
+// build: each composes the packages that do the work. magefile.go wires
+// them to mage.
+package targets
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 
-	"github.com/metalk8s/buildchain/buildchain/config"
+	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
-	"github.com/metalk8s/buildchain/buildchain/product"
+	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/buildchain/step"
 )
 
 // Packaging builds the RPM repositories of the ISO root.
-func Packaging(ctx context.Context, b *Build) error {
-	return NotBuiltYet("packaging: RPM repositories", "issue 5")
+func Packaging(ctx context.Context, b *build.Build) error {
+	return build.NotBuiltYet("packaging: RPM repositories", "issue 5")
+}
+
+// Solution builds the example Solution archive into the build root.
+func Solution(ctx context.Context, b *build.Build) error {
+	out, err := solution.BuildExample(ctx, b.Cfg.ProjectRoot, b.Cfg.BuildRoot, b.Cfg.Epoch(), b.Log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.Log, "solution: %s\n", out)
+	return nil
 }
 
 // SaltTree deploys the Salt states into the ISO root.
-func SaltTree(ctx context.Context, b *Build) error {
-	return NotBuiltYet("saltTree: the Salt states are not part of this project yet", "no issue yet")
+func SaltTree(ctx context.Context, b *build.Build) error {
+	return build.NotBuiltYet("saltTree: the Salt states are not part of this project yet", "no issue yet")
 }
 
 // PopulateIso fills the ISO root with everything that exists, and reports
 // each part that is missing instead of silently leaving it out.
-func PopulateIso(ctx context.Context, b *Build) error {
+func PopulateIso(ctx context.Context, b *build.Build) error {
 	var missing []error
-	for _, part := range []func(context.Context, *Build) error{Images, Packaging, SaltTree} {
+	for _, part := range []func(context.Context, *build.Build) error{Images, Packaging, SaltTree} {
 		if err := part(ctx, b); err != nil {
-			if !errors.Is(err, ErrNotBuiltYet) {
+			if !errors.Is(err, build.ErrNotBuiltYet) {
 				return err
 			}
 			missing = append(missing, err)
@@ -44,16 +56,7 @@ func PopulateIso(ctx context.Context, b *Build) error {
 	return missingError(b.Log, missing)
 }
 
-// Info is the product identity of this build.
-func (b *Build) Info() (product.Info, error) {
-	v, err := product.ReadVersion(filepath.Join(b.Cfg.ProjectRoot, "VERSION"))
-	if err != nil {
-		return product.Info{}, err
-	}
-	return product.Info{Name: b.Cfg.ProjectName, Version: v, Git: product.GitDescribe(b.Cfg.ProjectRoot), Built: b.Cfg.Epoch()}, nil
-}
-
-func productTxt(ctx context.Context, b *Build) error {
+func productTxt(ctx context.Context, b *build.Build) error {
 	info, err := b.Info()
 	if err != nil {
 		return err
@@ -68,15 +71,12 @@ func productTxt(ctx context.Context, b *Build) error {
 	})
 }
 
-// IsoPath is where the MetalK8s ISO goes.
-func (b *Build) IsoPath() string { return filepath.Join(b.Cfg.BuildRoot, "metalk8s.iso") }
-
 // Iso builds the MetalK8s ISO from the ISO root. When parts of the root
 // are not built yet, the ISO is still written from what exists, and the
 // target fails naming what is missing, so no one mistakes it for complete.
-func Iso(ctx context.Context, b *Build) error {
+func Iso(ctx context.Context, b *build.Build) error {
 	populated := PopulateIso(ctx, b)
-	if populated != nil && !errors.Is(populated, ErrNotBuiltYet) {
+	if populated != nil && !errors.Is(populated, build.ErrNotBuiltYet) {
 		return populated
 	}
 	info, err := b.Info()
@@ -128,45 +128,5 @@ func missingError(log io.Writer, missing []error) error {
 	for _, m := range missing {
 		fmt.Fprintf(log, "  - %v\n", m)
 	}
-	return fmt.Errorf("%d part(s) %w", len(missing), ErrNotBuiltYet)
-}
-
-// Clean removes build outputs of one area: all, images or stamps.
-func Clean(root, area string, log io.Writer) error {
-	cfg, err := config.Load(root)
-	if err != nil {
-		return err
-	}
-	// Cleaning under a running build would pull outputs from under it.
-	lock, err := fsutil.LockDir(cfg.BuildRoot)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	var paths []string
-	switch area {
-	case "all":
-		entries, err := os.ReadDir(cfg.BuildRoot)
-		if err != nil {
-			return err
-		}
-		for _, e := range entries {
-			if e.Name() != ".lock" {
-				paths = append(paths, filepath.Join(cfg.BuildRoot, e.Name()))
-			}
-		}
-	case "images":
-		paths = []string{filepath.Join(cfg.RootDir(), "images"), filepath.Join(cfg.BuildRoot, "cache", "blobs"), filepath.Join(cfg.BuildRoot, ".stamps")}
-	case "stamps":
-		paths = []string{filepath.Join(cfg.BuildRoot, ".stamps")}
-	default:
-		return fmt.Errorf("clean: unknown area %q", area)
-	}
-	for _, p := range paths {
-		fmt.Fprintf(log, "removing %s\n", p)
-		if err := os.RemoveAll(p); err != nil {
-			return err
-		}
-	}
-	return nil
+	return fmt.Errorf("%d part(s) %w", len(missing), build.ErrNotBuiltYet)
 }

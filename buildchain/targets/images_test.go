@@ -1,4 +1,4 @@
-package build
+package targets
 
 import (
 	"bytes"
@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -132,7 +133,7 @@ func (u *upstream) list(t *testing.T, dir string, names ...string) string {
 	return p
 }
 
-func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (*Build, *bytes.Buffer) {
+func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (*build.Build, *bytes.Buffer) {
 	t.Helper()
 	t.Setenv("BUILD_ROOT", filepath.Join(root, "dist"))
 	t.Setenv("IMAGE_MIRRORS", "docker.io="+u.host+",quay.io="+u.host)
@@ -147,7 +148,7 @@ func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	b, err := OpenConfig(cfg, &log)
+	b, err := build.OpenConfig(cfg, &log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func skopeo(t *testing.T, args ...string) []byte {
 	return out
 }
 
-func statuses(b *Build) map[step.Status]int {
+func statuses(b *build.Build) map[step.Status]int {
 	m := map[step.Status]int{}
 	for _, r := range b.Engine.Results() {
 		m[r.Status]++
@@ -460,7 +461,7 @@ func TestMetalK8sUtilsImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var log bytes.Buffer
-	b, err := OpenConfig(cfg, &log)
+	b, err := build.OpenConfig(cfg, &log)
 	if err != nil {
 		t.Fatal(err)
 	}

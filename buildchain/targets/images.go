@@ -1,4 +1,4 @@
-package build
+package targets
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/gobin"
 	"github.com/metalk8s/buildchain/buildchain/imagebuild"
@@ -22,17 +23,9 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/step"
 )
 
-// ImagesDir is the images tree of the ISO root.
-func (b *Build) ImagesDir() string { return filepath.Join(b.Cfg.RootDir(), "images") }
-
-// BlobCache is the content-addressed cache shared by every build.
-func (b *Build) BlobCache() oci.Cache {
-	return oci.Cache{Dir: filepath.Join(b.Cfg.BuildRoot, "cache", "blobs")}
-}
-
 // Images fetches the listed images and builds the local ones into the ISO
 // root, then hard-links identical blobs.
-func Images(ctx context.Context, b *Build) error {
+func Images(ctx context.Context, b *build.Build) error {
 	data, err := os.ReadFile(b.Cfg.ImagesFile)
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
@@ -131,7 +124,7 @@ func Images(ctx context.Context, b *Build) error {
 
 // pruneImages removes image directories that the lists no longer name, and
 // the litter of interrupted runs, so the ISO never ships a stale image.
-func pruneImages(root string, keep map[string]bool, b *Build) error {
+func pruneImages(root string, keep map[string]bool, b *build.Build) error {
 	if err := fsutil.RemoveTemps(root); err != nil {
 		return err
 	}
@@ -170,7 +163,7 @@ func pruneImages(root string, keep map[string]bool, b *Build) error {
 // localImages builds the images defined under images/<name>/image.yaml,
 // after the static binaries they ship. It returns the names of their steps
 // and adds their directories to keep.
-func localImages(ctx context.Context, b *Build, f *oci.Fetcher, keep map[string]bool) ([]string, error) {
+func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[string]bool) ([]string, error) {
 	defs, err := imagebuild.LoadDir(filepath.Join(b.Cfg.ProjectRoot, "images"))
 	if err != nil || len(defs) == 0 {
 		return nil, err
@@ -247,7 +240,7 @@ func localImages(ctx context.Context, b *Build, f *oci.Fetcher, keep map[string]
 // Binaries builds the project's CLIs as static binaries for goos/goarch
 // under BUILD_ROOT/bin/<goos>_<goarch>, and returns them by name with the
 // name of the step that built them. Several images share one build.
-func Binaries(ctx context.Context, b *Build, goos, goarch string) (map[string]string, string, error) {
+func Binaries(ctx context.Context, b *build.Build, goos, goarch string) (map[string]string, string, error) {
 	root := b.Cfg.ProjectRoot
 	clis, err := gobin.Discover(root)
 	if err != nil {
@@ -272,9 +265,7 @@ func Binaries(ctx context.Context, b *Build, goos, goarch string) (map[string]st
 	for _, dir := range []string{"cmd", "buildchain", "registrygen", "internal"} {
 		inputs = append(inputs, step.Tree(filepath.Join(root, dir)))
 	}
-	b.binMu.Lock()
-	defer b.binMu.Unlock()
-	if b.binDone[name] {
+	if b.Engine.Finished(name) {
 		return bins, name, nil
 	}
 	err = b.Engine.Run(ctx, step.Step{
@@ -286,8 +277,5 @@ func Binaries(ctx context.Context, b *Build, goos, goarch string) (map[string]st
 			return err
 		},
 	})
-	if err == nil {
-		b.binDone[name] = true
-	}
 	return bins, name, err
 }
