@@ -237,16 +237,24 @@ func writeBody(w http.ResponseWriter, r *http.Request, status int, contentType, 
 // Last-Modified, an ETag in nginx's "<mtime hex>-<size hex>" form, Range
 // and conditional requests (http.ServeContent).
 func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, rt route) {
+	// A file gone since the scan (the tree changed under the server) is a
+	// 404, as in nginx; the body is the spec's rather than nginx's page.
+	gone := func() {
+		body := bodyManifestUnk
+		if rt.kind == routeBlob {
+			body = bodyBlobUnknown
+		}
+		writeBody(w, r, http.StatusNotFound, "application/json", body)
+	}
 	f, err := os.Open(filepath.Join(rt.repo.dir, filepath.FromSlash(rt.file.Path)))
 	if err != nil {
-		// The tree changed under the server; nginx would also answer 404.
-		writeBody(w, r, http.StatusNotFound, "application/json", bodyNameUnknown)
+		gone()
 		return
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
-		writeBody(w, r, http.StatusNotFound, "application/json", bodyNameUnknown)
+		gone()
 		return
 	}
 	mt := rt.file.MediaType
