@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -24,9 +23,6 @@ import (
 )
 
 func main() {
-	// A run is short and its garbage is mostly XML fragments and read
-	// buffers: collecting less often trades a little memory for CPU.
-	debug.SetGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

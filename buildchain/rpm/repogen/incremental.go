@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
@@ -21,11 +22,19 @@ type oldEntry struct {
 	primary, files, other []byte
 }
 
+// oldRepodata is what an incremental run takes from the previous repodata:
+// package fragments by href, and each document's compressed members by
+// content hash.
+type oldRepodata struct {
+	byHref  map[string]*oldEntry
+	members map[string]map[[32]byte][]byte // by document type
+}
+
 // readOld loads the previous repodata of dir, keyed by location href.
 // Anything unexpected makes it return what it could read, or nil: the
 // worst case of a bad old repodata is a full run, never a wrong entry,
 // because every fragment is matched by pkgid across the three documents.
-func readOld(dir string) map[string]*oldEntry {
+func readOld(dir string) *oldRepodata {
 	rd := filepath.Join(dir, "repodata")
 	f, err := os.Open(filepath.Join(rd, "repomd.xml"))
 	if err != nil {
@@ -36,17 +45,25 @@ func readOld(dir string) map[string]*oldEntry {
 	if err != nil {
 		return nil
 	}
+
+	old := &oldRepodata{members: map[string]map[[32]byte][]byte{}}
+	var mu sync.Mutex
 	load := func(typ string) []byte {
 		d := md.Data(typ)
 		if d == nil {
 			return nil
 		}
-		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(d.Location)))
+		raw, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(d.Location)))
 		if err != nil {
 			return nil
 		}
-		defer f.Close()
-		r, err := repomd.Decompress(d.Location, f)
+		if content, byHash, ok := splitMembers(raw, d.OpenSize); ok {
+			mu.Lock()
+			old.members[typ] = byHash
+			mu.Unlock()
+			return content
+		}
+		r, err := repomd.Decompress(d.Location, bytes.NewReader(raw))
 		if err != nil {
 			return nil
 		}
@@ -69,7 +86,7 @@ func readOld(dir string) map[string]*oldEntry {
 	<-done
 	<-done
 	if prim == nil || fl == nil || oth == nil {
-		return nil
+		return old
 	}
 	byID := map[string]*oldEntry{}
 	byHref := map[string]*oldEntry{}
@@ -96,7 +113,8 @@ func readOld(dir string) map[string]*oldEntry {
 			e.other = frag
 		}
 	}
-	return byHref
+	old.byHref = byHref
+	return old
 }
 
 // fragments splits a document into its top-level <package> elements,

@@ -27,7 +27,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
@@ -84,9 +83,14 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
-	var old map[string]*oldEntry
+	var old *oldRepodata
 	if opt.Incremental {
 		old = readOld(dir) // a missing or unreadable old repodata only means no reuse
+	}
+	var byHref map[string]*oldEntry
+	var members map[string]map[[32]byte][]byte
+	if old != nil {
+		byHref, members = old.byHref, old.members
 	}
 
 	entries := make([]entry, len(hrefs))
@@ -100,7 +104,7 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			e, fresh, err := packageEntry(dir, href, old, opt, now, &buf)
+			e, fresh, err := packageEntry(dir, href, byHref, opt, now, &buf)
 			if err != nil {
 				return err
 			}
@@ -119,7 +123,7 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 		return st, err
 	}
 	st = Stats{Packages: len(entries), Reused: reused, Read: read}
-	return st, writeRepodata(dir, entries, now, opt.Sign)
+	return st, writeRepodata(dir, entries, now, opt.Sign, members)
 }
 
 // listRPMs returns the slash-separated paths of the RPMs below dir, sorted,
@@ -268,7 +272,7 @@ type mdFile struct {
 
 // writeRepodata writes the three documents and repomd.xml into a new
 // directory and swaps it in place of dir/repodata.
-func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte) ([]byte, error)) error {
+func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte) ([]byte, error), old map[string]map[[32]byte][]byte) error {
 	final := filepath.Join(dir, "repodata")
 	tmp, err := fsutil.TempDir(final)
 	if err != nil {
@@ -289,22 +293,27 @@ func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte)
 		{"filelists", filelistsHead + count + "\">\n", filelistsTail, func(e *entry) []byte { return e.files }},
 		{"other", otherHead + count + "\">\n", otherTail, func(e *entry) []byte { return e.other }},
 	}
+	hrefs := make([]string, len(entries))
+	for i := range entries {
+		hrefs[i] = entries[i].href
+	}
+	bounds := chunkBounds(hrefs)
 	files := make([]mdFile, len(docs))
 	var g errgroup.Group
 	for i, d := range docs {
 		g.Go(func() error {
-			m, err := writeDoc(tmp, d.typ, func(w io.Writer) error {
-				if _, err := io.WriteString(w, d.head); err != nil {
-					return err
+			parts := [][]byte{[]byte(d.head)}
+			start := 0
+			for _, end := range bounds {
+				var c []byte
+				for k := start; k < end; k++ {
+					c = append(c, d.part(&entries[k])...)
 				}
-				for k := range entries {
-					if _, err := w.Write(d.part(&entries[k])); err != nil {
-						return err
-					}
-				}
-				_, err := io.WriteString(w, d.tail)
-				return err
-			})
+				parts = append(parts, c)
+				start = end
+			}
+			parts = append(parts, []byte(d.tail))
+			m, err := writeDoc(tmp, d.typ, parts, old[d.typ])
 			files[i] = m
 			return err
 		})
@@ -335,9 +344,11 @@ func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte)
 	return nil
 }
 
-// writeDoc gzips one document into dir under a temporary name, then renames
-// it to the createrepo "unique" name <sha256>-<type>.xml.gz.
-func writeDoc(dir, typ string, fill func(io.Writer) error) (mdFile, error) {
+// writeDoc writes one document as gzip members, one per part, reusing
+// the compressed member of the previous run for every part whose content
+// is unchanged, then renames it to the createrepo "unique" name
+// <sha256>-<type>.xml.gz.
+func writeDoc(dir, typ string, parts [][]byte, old map[[32]byte][]byte) (mdFile, error) {
 	m := mdFile{typ: typ}
 	f, err := os.CreateTemp(dir, fsutil.TempPrefix+typ+"-*")
 	if err != nil {
@@ -345,18 +356,25 @@ func writeDoc(dir, typ string, fill func(io.Writer) error) (mdFile, error) {
 	}
 	defer f.Close()
 	zsum := sha256.New()
-	zcount := &counter{}
-	zw, _ := gzip.NewWriterLevel(io.MultiWriter(f, zsum, zcount), gzip.DefaultCompression)
 	osum := sha256.New()
-	ocount := &counter{}
-	bw := newBufWriter(io.MultiWriter(zw, osum, ocount))
-	if err := fill(bw); err != nil {
-		return m, err
+	bw := newBufWriter(io.MultiWriter(f, zsum))
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		osum.Write(p)
+		m.openSize += int64(len(p))
+		sum := sha256.Sum256(p)
+		z, ok := old[sum]
+		if !ok {
+			z = compressMember(p, sum)
+		}
+		if _, err := bw.Write(z); err != nil {
+			return m, err
+		}
+		m.size += int64(len(z))
 	}
 	if err := bw.Flush(); err != nil {
-		return m, err
-	}
-	if err := zw.Close(); err != nil {
 		return m, err
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -367,14 +385,9 @@ func writeDoc(dir, typ string, fill func(io.Writer) error) (mdFile, error) {
 	}
 	m.checksum = hex.EncodeToString(zsum.Sum(nil))
 	m.openChecksum = hex.EncodeToString(osum.Sum(nil))
-	m.size, m.openSize = zcount.n, ocount.n
 	m.name = m.checksum + "-" + typ + ".xml.gz"
 	return m, os.Rename(f.Name(), filepath.Join(dir, m.name))
 }
-
-type counter struct{ n int64 }
-
-func (c *counter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
 
 // bufWriter batches the many small fragment writes into large ones, so
 // the gzip and hash layers below see big blocks.
