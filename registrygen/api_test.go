@@ -223,6 +223,10 @@ func checkAPI(t *testing.T, tree *fixtureTree, s registryServer) {
 		{"GET", bb + "/blobs/" + hexOf(blob), 404, "BLOB_UNKNOWN"},
 		{"GET", bb + "/blobs/" + bbImage.digest, 404, "BLOB_UNKNOWN"},
 		{"GET", bb + "/referrers/sha256:xyz", 404, "MANIFEST_UNKNOWN"},
+		// Requests never name files: traversal lands on routes, not paths.
+		{"GET", bb + "/blobs/..%2F..%2F1.36%2Fmanifest.json", 404, "NAME_UNKNOWN"},
+		{"GET", bb + "/manifests/..%2F1.36", 404, "NAME_UNKNOWN"},
+		{"GET", bb + "/manifests/1.36%2F..%2F..%2F..%2Fv2s2%2Fapp%2Fmanifests%2F1.0", 404, "NAME_UNKNOWN"},
 		{"GET", bb + "/referrers/" + zeroDigest + "0", 404, "MANIFEST_UNKNOWN"},
 		{"PUT", bb + "/manifests/1.36", 405, "UNSUPPORTED"},
 		{"DELETE", bb + "/manifests/" + bbImage.digest, 405, "UNSUPPORTED"},
@@ -239,6 +243,10 @@ func checkAPI(t *testing.T, tree *fixtureTree, s registryServer) {
 		if c.status == 405 && r.header.Get("Allow") != "GET, HEAD" {
 			t.Errorf("%s %s: Allow %q", c.method, c.path, r.header.Get("Allow"))
 		}
+	}
+	// nginx refuses a path climbing above the root; so does the handler.
+	if r := do(t, "GET", s.url("/v2/../../etc/passwd")); r.status != 400 {
+		t.Errorf("GET /v2/../../etc/passwd: status %d, want 400", r.status)
 	}
 	// Outside /v2/ nothing is ours: a 404 of any kind.
 	for _, p := range []string{"/x/v2/library/busybox/manifests/1.36", "/v2", "/library/busybox/manifests/1.36"} {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalk8s/buildchain/internal/testenv"
 	"github.com/metalk8s/buildchain/registrygen"
 )
 
@@ -55,6 +56,7 @@ func TestGenerateFlags(t *testing.T) {
 	one := func(prefix, serverRoot string, mode registrygen.ConstantsMode) registrygen.Config {
 		return registrygen.Config{Roots: []registrygen.Root{{Dir: root, NamePrefix: prefix, ServerRoot: serverRoot}}, Constants: mode}
 	}
+	constants := want(registrygen.Config{Constants: registrygen.OnlyConstants})
 	for _, c := range []struct {
 		args []string
 		cfg  registrygen.Config
@@ -69,7 +71,15 @@ func TestGenerateFlags(t *testing.T) {
 		code, out, stderr := runCLI(t, c.args...)
 		if code != 0 || out != want(c.cfg) {
 			t.Errorf("%q: exit %d, stderr %s, output differs: %v", c.args, code, stderr, out != want(c.cfg))
+			continue
 		}
+		// nginx -t (in StartNginx) on what the command wrote, rendered
+		// and completed the way it would be deployed.
+		conf := "set $r " + root + ";\n" + strings.NewReplacer("{{ repository }}", "solution-1.0", "{{ registry_root }}", root).Replace(out)
+		if c.cfg.Constants == registrygen.OmitConstants {
+			conf = constants + conf
+		}
+		testenv.StartNginx(t, testenv.NginxConfig{Server: conf})
 	}
 	// ROOT defaults to the working directory.
 	wd, _ := os.Getwd()
