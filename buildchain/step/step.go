@@ -71,6 +71,19 @@ func (t treeInput) digest(*Engine) (string, error) {
 	return walkDigest(string(t), true)
 }
 
+type statInput string
+
+// Stat is a file or tree by path, mode, size and mtime, as outputs are
+// fingerprinted: for large trees that other steps write by rename, such as
+// the ISO root, where hashing every byte each run would cost more than the
+// step it guards.
+func Stat(path string) Input { return statInput(path) }
+
+func (s statInput) key() string { return "stat:" + string(s) }
+func (s statInput) digest(*Engine) (string, error) {
+	return walkDigest(string(s), false)
+}
+
 type valueInput struct{ name, value string }
 
 // Value is a configuration value or a list entry, by name.

@@ -39,10 +39,11 @@ func TestIsoEndToEnd(t *testing.T) {
 		root := t.TempDir()
 		os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
 		list := u.list(t, root, "library/alpha", "library/beta")
+		writePackages(t, root)
 		b, log := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list})
 		err := Iso(context.Background(), b)
-		if !errors.Is(err, build.ErrNotBuiltYet) || !strings.Contains(log.String(), "packaging") {
-			t.Fatalf("want a not-built-yet error naming packaging, got %v\n%s", err, log)
+		if !errors.Is(err, build.ErrNotBuiltYet) || !strings.Contains(log.String(), "saltTree") {
+			t.Fatalf("want a not-built-yet error naming saltTree, got %v\n%s", err, log)
 		}
 		out := b.IsoPath()
 		sums = append(sums, fileSHA256(t, out))
@@ -84,6 +85,11 @@ func TestIsoEndToEnd(t *testing.T) {
 		if o, err := exec.Command(tools[1], "-xf", out, "-C", x).CombinedOutput(); err != nil {
 			t.Fatalf("bsdtar: %v\n%s", err, o)
 		}
+		for _, f := range []string{"packages/redhat/metalk8s/hello-1.0-1.noarch.rpm", "packages/redhat/metalk8s/repodata/repomd.xml"} {
+			if _, err := os.Stat(filepath.Join(x, f)); err != nil {
+				t.Errorf("the ISO lacks %s: %v", f, err)
+			}
+		}
 		var info struct{ Digest string }
 		json.Unmarshal(skopeo(t, "inspect", "dir:"+filepath.Join(x, "images", "alpha", "1.0")), &info)
 		if info.Digest != u.digests["library/alpha"] {
@@ -103,5 +109,22 @@ func TestIsoEndToEnd(t *testing.T) {
 	}
 	if sums[0] != sums[1] {
 		t.Fatal("two builds of the same inputs gave different ISOs")
+	}
+}
+
+// writePackages gives a test project one shipped repository holding one
+// package built here, so packaging needs no upstream.
+func writePackages(t *testing.T, root string) {
+	t.Helper()
+	dir := filepath.Join(root, "packages")
+	os.MkdirAll(dir, 0o755)
+	files := map[string]string{
+		"packages.yaml": "repositories:\n  - name: metalk8s\n    kind: shipped\nsets:\n  - name: local\n    packages: [hello]\nlocal:\n  - spec: hello.yaml\n    repo: metalk8s\n",
+		"hello.yaml":    "name: hello\nversion: \"1.0\"\nrelease: \"1\"\narch: noarch\nsummary: test package\ndescription: test package\nlicense: MIT\nfiles:\n  - path: /etc/hello\n    content: hi\n    mode: \"0644\"\n",
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -14,13 +14,18 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
 	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/buildchain/step"
 )
 
 // Packaging builds the RPM repositories of the ISO root.
 func Packaging(ctx context.Context, b *build.Build) error {
-	return build.NotBuiltYet("packaging: RPM repositories", "issue 5")
+	return packaging.Packaging(ctx, b, func(ctx context.Context) (map[string]string, error) {
+		// RPMs are built for EL x86_64 nodes, whatever the build host.
+		bins, _, err := Binaries(ctx, b, "linux", "amd64")
+		return bins, err
+	})
 }
 
 // Solution builds the example Solution archive into the build root.
@@ -98,8 +103,7 @@ func Iso(ctx context.Context, b *build.Build) error {
 	err = b.Engine.Run(ctx, step.Step{
 		Name: "iso",
 		Inputs: []step.Input{
-			step.Output("images/dedup"),
-			step.Output("product.txt"),
+			step.Stat(b.Cfg.RootDir()),
 			step.Value("volume-id", opts.VolumeID),
 			step.Value("epoch", b.Cfg.Epoch().String()),
 		},
