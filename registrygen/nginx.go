@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
@@ -144,6 +145,23 @@ func prepare(roots []Root) ([]*served, error) {
 			owner[full] = where
 		}
 		out = append(out, s)
+	}
+	// A name that is another's name plus "/manifests" (or "/blobs",
+	// "/tags", "/referrers") would take that other repository's requests:
+	// nginx and the handler pick the longest name prefix, while the API
+	// reads /v2/a/manifests/1.0 as repository a, tag 1.0.
+	names := make([]string, 0, len(owner))
+	for full := range owner {
+		names = append(names, full)
+	}
+	sort.Strings(names) // the same error on every run
+	for _, full := range names {
+		where := owner[full]
+		for _, ep := range []string{"manifests", "blobs", "tags", "referrers"} {
+			if other, ok := owner[full+"/"+ep]; ok {
+				return nil, fmt.Errorf("repository %s/%s (%s) would shadow the %s API of repository %s (%s)", full, ep, other, ep, full, where)
+			}
+		}
 	}
 	return out, nil
 }

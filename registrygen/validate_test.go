@@ -248,3 +248,23 @@ func TestScanSkipsAndDedups(t *testing.T) {
 		t.Fatalf("repository a: %+v", r)
 	}
 }
+
+// TestRejectsShadowingNames: a name ending in an API word under another
+// name would answer that name's requests.
+func TestRejectsShadowingNames(t *testing.T) {
+	for _, ep := range []string{"manifests", "blobs", "tags", "referrers"} {
+		root := t.TempDir()
+		writeImage(t, root, "a/1.0")
+		writeImage(t, root, "a/"+ep+"/1.0")
+		if _, err := Generate(Config{Roots: []Root{{Dir: root}}}); err == nil || !strings.Contains(err.Error(), "shadow") || !strings.Contains(err.Error(), root) {
+			t.Errorf("a and a/%s: %v", ep, err)
+		}
+	}
+	root := t.TempDir()
+	writeImage(t, root, "a/1.0")
+	writeImage(t, root, "a/manifests-x/1.0")
+	writeImage(t, root, "a/manifests/x/1.0")
+	if _, err := Generate(Config{Roots: []Root{{Dir: root}}}); err != nil {
+		t.Errorf("names that do not shadow: %v", err)
+	}
+}
