@@ -85,6 +85,9 @@ func TestIsoEndToEnd(t *testing.T) {
 		if o, err := exec.Command(tools[1], "-xf", out, "-C", x).CombinedOutput(); err != nil {
 			t.Fatalf("bsdtar: %v\n%s", err, o)
 		}
+		if conf, err := os.ReadFile(filepath.Join(x, "registry-config.inc.j2")); err != nil || !strings.Contains(string(conf), "{{ repository }}/alpha/") {
+			t.Errorf("registry-config.inc.j2 in the ISO: %v\n%s", err, conf)
+		}
 		for _, f := range []string{"packages/redhat/metalk8s/hello-1.0-1.noarch.rpm", "packages/redhat/metalk8s/repodata/repomd.xml"} {
 			if _, err := os.Stat(filepath.Join(x, f)); err != nil {
 				t.Errorf("the ISO lacks %s: %v", f, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
 	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/buildchain/step"
+	"github.com/metalk8s/buildchain/registrygen"
 )
 
 // Packaging builds the RPM repositories of the ISO root.
@@ -56,6 +57,9 @@ func PopulateIso(ctx context.Context, b *build.Build) error {
 		}
 	}
 	if err := productTxt(ctx, b); err != nil {
+		return err
+	}
+	if err := registryConfig(ctx, b); err != nil {
 		return err
 	}
 	return missingError(b.Log, missing)
@@ -133,4 +137,26 @@ func missingError(log io.Writer, missing []error) error {
 		fmt.Fprintf(log, "  - %v\n", m)
 	}
 	return fmt.Errorf("%d part(s) %w", len(missing), build.ErrNotBuiltYet)
+}
+
+// RegistryConfigTemplate is the nginx include that serves the ISO's images
+// as a read-only registry. It is generated the way chapter 12 asks of
+// Solutions, so that the installer renders both alike: the repository name
+// and the mount point are Jinja placeholders.
+const RegistryConfigTemplate = "registry-config.inc.j2"
+
+func registryConfig(ctx context.Context, b *build.Build) error {
+	out := filepath.Join(b.Cfg.RootDir(), RegistryConfigTemplate)
+	return b.Engine.Run(ctx, step.Step{
+		Name:    "registry-config",
+		Inputs:  []step.Input{step.Stat(b.ImagesDir())},
+		Outputs: []string{out},
+		Run: func(context.Context) error {
+			conf, err := registrygen.GenerateRoot(b.ImagesDir(), "{{ repository }}", "{{ registry_root }}", registrygen.WithConstants)
+			if err != nil {
+				return err
+			}
+			return fsutil.WriteFile(out, conf, 0o644)
+		},
+	})
 }
