@@ -29,6 +29,7 @@ var TestPackages = []string{
 	"createrepo-c",     // the repodata oracle
 	"dnf",              // the yum client
 	"gnupg",            // signing fixtures
+	"python3-jinja2",   // renders registry-config.inc.j2 as MetalK8s does
 	"uidmap",           // podman's rootless helpers are looked up even as root
 	"fuse-overlayfs",
 	"wrk",       // benchmarks: HTTP load
