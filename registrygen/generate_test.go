@@ -128,7 +128,12 @@ func TestServerRootVariable(t *testing.T) {
 // jinjaRender renders a template with the real Jinja2, as Salt does.
 func jinjaRender(t testing.TB, tmpl string, vars map[string]string) string {
 	t.Helper()
-	py := testenv.Need(t, "python3")[0]
+	// Debian's python3-jinja2 belongs to the system interpreter, which a
+	// python3 earlier on PATH (pyenv, a venv) does not see.
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		py = testenv.Need(t, "python3")[0]
+	}
 	if err := exec.Command(py, "-c", "import jinja2").Run(); err != nil {
 		if testenv.Required() {
 			t.Fatal("python3-jinja2 is not installed")
