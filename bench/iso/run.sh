@@ -5,7 +5,8 @@
 #
 #   bench/iso/run.sh [WORKDIR]      (default: a directory under /tmp)
 #
-# Prints a Markdown table; needs /usr/bin/time, xorriso, genisoimage, go.
+# RUNS=N rounds (default 3). Prints a Markdown table and the ratios;
+# needs /usr/bin/time, xorriso, genisoimage, go.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -52,38 +53,52 @@ export SOURCE_DATE_EPOCH=1700000000
 # Warm the page cache.
 find "$tree" -type f -print0 | xargs -0 cat >/dev/null
 
-measure() { # name command...
+# once NAME COMMAND...: one timed run, appended to runs.tsv as
+# name, wall seconds, peak RSS (KiB), output size, CPU seconds (user +
+# system, which other sessions' load hardly changes).
+once() {
 	local name=$1
 	shift
-	local best_wall="" best_rss="" size=0
-	for _ in $(seq "$runs"); do
-		rm -f "$out"/*
-		sync
-		/usr/bin/time -v -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" || {
-			cat "$work/stderr.txt" >&2
-			exit 1
-		}
-		local wall rss
-		wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$work/time.txt")
-		rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.txt")
-		if [ -z "$best_wall" ] || awk "BEGIN{exit !($wall < $best_wall)}"; then
-			best_wall=$wall best_rss=$rss
-		fi
-		size=$(stat -c %s "$out/o.iso" 2>/dev/null || stat -c %s "$out/o.cat")
-	done
-	printf '%s\t%s\t%s\t%s\n' "$name" "$best_wall" "$best_rss" "$size" >>"$work/results.tsv"
+	rm -f "$out"/*
+	sync
+	/usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" || {
+		cat "$work/stderr.txt" >&2
+		exit 1
+	}
+	local wall rss user sys size
+	read -r wall rss user sys <"$work/time.txt"
+	size=$(stat -c %s "$out/o.iso" 2>/dev/null || stat -c %s "$out/o.cat")
+	printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$wall" "$rss" "$size" "$(awk "BEGIN {print $user + $sys}")" >>"$work/runs.tsv"
 }
 
-: >"$work/results.tsv"
-measure cat sh -c "find '$tree' -type f -print0 | sort -z | xargs -0 cat >'$out/o.cat'"
-measure mkiso "$work/mkiso" -quiet -o "$out/o.iso" -V 'MetalK8s 2.0.0' -R -J -joliet-long -iso-level 3 -uid 0 -gid 0 "$tree"
-measure "mkiso -no-sha256sum" "$work/mkiso" -quiet -no-sha256sum -o "$out/o.iso" -V 'MetalK8s 2.0.0' -R -J -joliet-long -iso-level 3 -uid 0 -gid 0 "$tree"
-measure "mkiso -implantisomd5" "$work/mkiso" -quiet -implantisomd5 -o "$out/o.iso" -V 'MetalK8s 2.0.0' -R -J -joliet-long -iso-level 3 -uid 0 -gid 0 "$tree"
-measure xorriso xorriso -as mkisofs -quiet -R -J -joliet-long -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
-measure genisoimage genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
+# The machine is shared: load from other sessions comes and goes, so the
+# tools take turns, round after round, rather than each doing all its runs
+# at once; best and median are reported.
+mk=("$work/mkiso" -quiet -o "$out/o.iso" -V 'MetalK8s 2.0.0' -R -J -joliet-long -iso-level 3 -uid 0 -gid 0)
+: >"$work/runs.tsv"
+for _ in $(seq "$runs"); do
+	once cat sh -c "find '$tree' -type f -print0 | sort -z | xargs -0 cat >'$out/o.cat'"
+	once mkiso "${mk[@]}" "$tree"
+	once "mkiso -no-sha256sum" "${mk[@]}" -no-sha256sum "$tree"
+	once "mkiso -implantisomd5" "${mk[@]}" -implantisomd5 "$tree"
+	once xorriso xorriso -as mkisofs -quiet -R -J -joliet-long -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
+	once genisoimage genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
+done
+sort -t$'\t' -k1,1 -k2,2n "$work/runs.tsv" | awk -F'\t' '
+	$1 != name { if (name != "") out(); name = $1; n = 0; rss = 0; cpu = "" }
+	{ n++; wall[n] = $2; if ($3 > rss) rss = $3; size = $4; if (cpu == "" || $5 < cpu) cpu = $5 }
+	function out() { printf "%s\t%s\t%s\t%s\t%s\t%s\n", name, wall[1], wall[int((n + 1) / 2)], rss, size, cpu }
+	END { out() }' >"$work/results.tsv"
 
-echo "tree: $(du -sb --exclude=.done "$tree" | cut -f1) bytes, $(find "$tree" -type f | wc -l) files; best of $runs runs; $(nproc) CPUs"
+echo "tree: $(du -sb --exclude=.done "$tree" | cut -f1) bytes, $(find "$tree" -type f | wc -l) files; $runs runs each, interleaved; $(nproc) CPUs; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| tool | wall (s) | peak RSS (MiB) | output (bytes) |"
-echo "|---|---:|---:|---:|"
-awk -F'\t' '{printf "| %s | %.2f | %.1f | %s |\n", $1, $2, $3/1024, $4}' "$work/results.tsv"
+echo "| tool | best wall (s) | median wall (s) | least CPU (s) | peak RSS, max of runs (MiB) | output (bytes) |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk -F'\t' '{printf "| %s | %.2f | %.2f | %.2f | %.1f | %s |\n", $1, $2, $3, $6, $4/1024, $5}' "$work/results.tsv"
+echo
+echo "Ratios to cat, xorriso, genisoimage:"
+awk -F'\t' '{best[$1]=$2; med[$1]=$3; cpu[$1]=$6} END {
+	for (t in best) if (t ~ /^mkiso/) printf "- %s: best wall %.2fx, %.2fx, %.2fx; median wall %.2fx, %.2fx, %.2fx; CPU %.2fx, %.2fx, %.2fx\n", t,
+		best[t]/best["cat"], best[t]/best["xorriso"], best[t]/best["genisoimage"],
+		med[t]/med["cat"], med[t]/med["xorriso"], med[t]/med["genisoimage"],
+		cpu[t]/cpu["cat"], cpu[t]/cpu["xorriso"], cpu[t]/cpu["genisoimage"] }' "$work/results.tsv" | sort

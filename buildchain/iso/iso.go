@@ -6,8 +6,9 @@
 // produced in a single sequential pass: descriptors, path tables, directory
 // extents, Rock Ridge continuation areas, then file data. Files with the same
 // content are stored once; to find them without reading every file twice,
-// only files whose size collides with another file's size are hashed before
-// writing. See docs/iso.md for the layout and the trade-offs.
+// only files whose size collides with another file's size are examined
+// before writing (small ones hashed, big ones compared byte for byte when
+// their heads match). See docs/iso.md for the layout and the trade-offs.
 //
 // Output is reproducible: walks are sorted, inode numbers are replaced by
 // serial numbers assigned in walk order, and every date comes from the epoch
