@@ -127,9 +127,20 @@ func FuzzCompare(f *testing.F) {
 		if Compare(a, a) != 0 {
 			t.Fatalf("Compare(%q,%q) != 0", a, a)
 		}
-		e := Parse(a)
+		e, g := Parse(a), Parse(b)
 		if Cmp(e, e) != 0 {
 			t.Fatalf("Cmp(%v) with itself != 0", e)
+		}
+		if x, y := Cmp(e, g), Cmp(g, e); x != -y {
+			t.Fatalf("Cmp(%v,%v)=%d but Cmp(%v,%v)=%d", e, g, x, g, e, y)
+		}
+		// Whether two ranges intersect cannot depend on which is asked first.
+		for _, f1 := range []Flags{0, EQ, LT, GE} {
+			for _, f2 := range []Flags{EQ, LE, GT} {
+				if Overlaps(f1, e, f2, g) != Overlaps(f2, g, f1, e) {
+					t.Fatalf("Overlaps(%v %v, %v %v) is not symmetric", f1, e, f2, g)
+				}
+			}
 		}
 	})
 }

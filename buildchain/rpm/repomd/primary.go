@@ -327,6 +327,23 @@ func ParseFilelists(r io.Reader, fn func(pkgid string, files []File) error) erro
 	var text []byte
 	depth := 0
 	inFile := false
+	end := func(name []byte) error {
+		depth--
+		if depth < 0 {
+			return fmt.Errorf("filelists.xml %w", s.errorf("unbalanced </%s>", name))
+		}
+		switch {
+		case depth == 2 && inFile:
+			files = append(files, File{Path: strings.TrimSpace(string(text)), Type: fileType})
+			inFile = false
+		case depth == 1 && string(name) == "package":
+			if pkgid == "" {
+				return fmt.Errorf("filelists.xml %w", s.errorf("<package> without pkgid"))
+			}
+			return fn(pkgid, files)
+		}
+		return nil
+	}
 	for {
 		if err := s.next(&t); err != nil {
 			return fmt.Errorf("filelists.xml %w", err)
@@ -359,27 +376,18 @@ func ParseFilelists(r io.Reader, fn func(pkgid string, files []File) error) erro
 					}
 				}
 			}
-			if !t.selfClose {
-				depth++
-			} else {
-				inFile = false
-			}
-		case tokEnd:
-			depth--
-			if depth < 0 {
-				return fmt.Errorf("filelists.xml %w", s.errorf("unbalanced </%s>", t.name))
-			}
-			switch {
-			case depth == 2 && inFile:
-				files = append(files, File{Path: strings.TrimSpace(string(text)), Type: fileType})
-				inFile = false
-			case depth == 1 && string(t.name) == "package":
-				if pkgid == "" {
-					return fmt.Errorf("filelists.xml %w", s.errorf("<package> without pkgid"))
-				}
-				if err := fn(pkgid, files); err != nil {
+			depth++
+			// <x/> is <x></x>: an empty <file/> is a file with an empty
+			// path and <package pkgid="..."/> a package without files,
+			// as encoding/xml reads them.
+			if t.selfClose {
+				if err := end(t.name); err != nil {
 					return err
 				}
+			}
+		case tokEnd:
+			if err := end(t.name); err != nil {
+				return err
 			}
 		}
 	}

@@ -84,6 +84,12 @@ func Load(file string) (*Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	return Parse(file, data)
+}
+
+// Parse checks a spec's bytes; file names it in errors and locates its
+// sources. It reads nothing from disk, so it can be fuzzed.
+func Parse(file string, data []byte) (*Spec, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
