@@ -20,6 +20,11 @@ type oldEntry struct {
 	pkgid                 string
 	size, time            int64
 	primary, files, other []byte
+	// indexed entries come from the previous run's index: their fragments
+	// are not read unless needed, from old chunk number chunk, where the
+	// entry is package number pos of the old run.
+	indexed    bool
+	chunk, pos int
 }
 
 // oldRepodata is what an incremental run takes from the previous repodata:

@@ -12,10 +12,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
+	"html"
 	"io"
 	"io/fs"
 	"os"
@@ -65,6 +69,9 @@ type Stats struct {
 type entry struct {
 	href                  string
 	pkgid                 string
+	size, time            int64     // for the index
+	fresh                 bool      // read from the package, not reused
+	old                   *oldEntry // the previous run's entry, when reused
 	primary, files, other []byte
 }
 
@@ -83,19 +90,33 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	// The index of the previous run says what changed without reading the
+	// old documents; without one (another tool's repodata, or an index
+	// that does not match), the old documents are decompressed instead.
+	var ix *oldIndex
 	var old *oldRepodata
 	if opt.Incremental {
-		old = readOld(dir) // a missing or unreadable old repodata only means no reuse
+		if ix = readIndex(dir); ix == nil {
+			old = readOld(dir) // a missing or unreadable old repodata only means no reuse
+		}
 	}
 	var byHref map[string]*oldEntry
 	var members map[string]map[[32]byte][]byte
-	if old != nil {
+	switch {
+	case ix != nil:
+		byHref = make(map[string]*oldEntry, len(ix.Packages))
+		c := 0
+		for i, p := range ix.Packages {
+			for i >= ix.bounds[c] {
+				c++
+			}
+			byHref[p.Href] = &oldEntry{pkgid: p.Pkgid, size: p.Size, time: p.Time, indexed: true, chunk: c, pos: i}
+		}
+	case old != nil:
 		byHref, members = old.byHref, old.members
 	}
 
 	entries := make([]entry, len(hrefs))
-	var reused, read int
-	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(workers)
 	buf := sync.Pool{New: func() any { return make([]byte, 1<<20) }}
@@ -104,26 +125,116 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 			if err := gctx.Err(); err != nil {
 				return err
 			}
-			e, fresh, err := packageEntry(dir, href, byHref, opt, now, &buf)
+			e, err := packageEntry(dir, href, byHref, opt, now, &buf)
 			if err != nil {
 				return err
 			}
 			entries[i] = *e
-			mu.Lock()
-			if fresh {
-				read++
-			} else {
-				reused++
-			}
-			mu.Unlock()
 			return nil
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return st, err
 	}
-	st = Stats{Packages: len(entries), Reused: reused, Read: read}
-	return st, writeRepodata(dir, entries, now, opt.Sign, members)
+	bounds := chunkBounds(hrefs)
+	reuse, err := planChunks(dir, entries, bounds, ix, opt, now, &buf)
+	if err != nil {
+		return st, err
+	}
+	st.Packages = len(entries)
+	for _, e := range entries {
+		if e.fresh {
+			st.Read++
+		} else {
+			st.Reused++
+		}
+	}
+	return st, writeRepodata(dir, entries, bounds, reuse, ix, now, opt.Sign, members)
+}
+
+// planChunks decides, for an indexed previous run, which chunks are copied
+// as they were: those holding the same packages as an old chunk, none of
+// them changed. It returns, per chunk, the old chunk to copy or -1. The
+// unchanged packages of the other chunks get their old fragments, from
+// their old chunk's members; when those cannot be read back the package
+// is read again instead.
+func planChunks(dir string, entries []entry, bounds []int, ix *oldIndex, opt Options, now time.Time, pool *sync.Pool) ([]int, error) {
+	reuse := make([]int, len(bounds))
+	for c := range reuse {
+		reuse[c] = -1
+	}
+	if ix == nil {
+		return reuse, nil
+	}
+	firstOld := make(map[string]int, len(ix.bounds))
+	start := 0
+	for c, end := range ix.bounds {
+		if end > start {
+			firstOld[ix.Packages[start].Href] = c
+		}
+		start = end
+	}
+	type frags struct {
+		prim, files, other [][]byte
+		ok                 bool
+	}
+	loaded := map[int]*frags{}
+	start = 0
+	for c, end := range bounds {
+		chunk := entries[start:end]
+		if len(chunk) > 0 {
+			if oc, ok := firstOld[chunk[0].href]; ok && sameChunk(chunk, ix, oc) {
+				reuse[c] = oc
+				start = end
+				continue
+			}
+		}
+		for k := range chunk {
+			e := &chunk[k]
+			if e.old == nil || e.primary != nil {
+				continue
+			}
+			f := loaded[e.old.chunk]
+			if f == nil {
+				f = &frags{}
+				f.prim, f.files, f.other, f.ok = ix.chunkFragments(e.old.chunk)
+				loaded[e.old.chunk] = f
+			}
+			first := 0
+			if e.old.chunk > 0 {
+				first = ix.bounds[e.old.chunk-1]
+			}
+			if j := e.old.pos - first; f.ok && html.UnescapeString(between(f.prim[j], []byte(`<location href="`), []byte(`"`))) == e.href {
+				e.primary, e.files, e.other = f.prim[j], f.files[j], f.other[j]
+				continue
+			}
+			fresh, err := packageEntry(dir, e.href, nil, opt, now, pool)
+			if err != nil {
+				return nil, err
+			}
+			*e = *fresh
+		}
+		start = end
+	}
+	return reuse, nil
+}
+
+// sameChunk reports whether chunk holds exactly the packages of old chunk
+// oc, all unchanged.
+func sameChunk(chunk []entry, ix *oldIndex, oc int) bool {
+	first := 0
+	if oc > 0 {
+		first = ix.bounds[oc-1]
+	}
+	if ix.bounds[oc]-first != len(chunk) {
+		return false
+	}
+	for k, e := range chunk {
+		if e.fresh || e.old == nil || e.old.pos != first+k {
+			return false
+		}
+	}
+	return true
 }
 
 // listRPMs returns the slash-separated paths of the RPMs below dir, sorted,
@@ -156,11 +267,11 @@ func listRPMs(dir string) ([]string, error) {
 
 // packageEntry returns the repodata entry of one package, reused from the
 // old repodata when the file has not changed.
-func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now time.Time, pool *sync.Pool) (*entry, bool, error) {
+func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now time.Time, pool *sync.Pool) (*entry, error) {
 	path := filepath.Join(dir, filepath.FromSlash(href))
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	mtime := fi.ModTime().Unix()
 	clamped := opt.Epoch != nil && mtime >= now.Unix()
@@ -168,29 +279,34 @@ func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now t
 		mtime = now.Unix()
 	}
 	known := opt.Checksums[href]
-	if o := old[href]; o != nil && o.files != nil && o.other != nil && o.size == fi.Size() {
+	if o := old[href]; o != nil && (o.indexed || o.files != nil && o.other != nil) && o.size == fi.Size() {
 		// Size and mtime say "unchanged" only when the mtime was not
 		// clamped; otherwise trust nothing but a known checksum.
 		if known != "" && known == o.pkgid || known == "" && !clamped && o.time == mtime {
-			return &entry{href: href, pkgid: o.pkgid, primary: o.primary, files: o.files, other: o.other}, false, nil
+			// An indexed entry's fragments are filled in by planChunks,
+			// and only if its chunk is not copied whole.
+			return &entry{href: href, pkgid: o.pkgid, size: o.size, time: o.time, old: o, primary: o.primary, files: o.files, other: o.other}, nil
 		}
 	}
 	p, err := ReadPackage(path, pool)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if known != "" && known != p.Checksum {
-		return nil, false, fmt.Errorf("%s: sha256 is %s, expected %s", path, p.Checksum, known)
+		return nil, fmt.Errorf("%s: sha256 is %s, expected %s", path, p.Checksum, known)
 	}
 	p.Location = href
 	p.TimeFile = mtime
 	return &entry{
 		href:    href,
 		pkgid:   p.Checksum,
+		size:    p.SizePackage,
+		time:    mtime,
+		fresh:   true,
 		primary: AppendPrimary(nil, p),
 		files:   AppendFilelists(nil, p),
 		other:   AppendOther(nil, p),
-	}, true, nil
+	}, nil
 }
 
 // ReadPackage reads an RPM file's headers and sha256 in one pass and
@@ -270,9 +386,18 @@ type mdFile struct {
 	size, openSize         int64
 }
 
-// writeRepodata writes the three documents and repomd.xml into a new
-// directory and swaps it in place of dir/repodata.
-func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte) ([]byte, error), old map[string]map[[32]byte][]byte) error {
+// part is one gzip member of a document: content to compress, or the
+// member of the previous run when the content is unchanged.
+type part struct {
+	content []byte
+	member  []byte
+	sum     [32]byte
+}
+
+// writeRepodata writes the three documents, repomd.xml and the index into
+// a new directory and swaps it in place of dir/repodata. reuse gives, per
+// chunk, the chunk of ix to copy, or -1.
+func writeRepodata(dir string, entries []entry, bounds, reuse []int, ix *oldIndex, now time.Time, sign func([]byte) ([]byte, error), legacy map[string]map[[32]byte][]byte) error {
 	final := filepath.Join(dir, "repodata")
 	tmp, err := fsutil.TempDir(final)
 	if err != nil {
@@ -293,36 +418,58 @@ func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte)
 		{"filelists", filelistsHead + count + "\">\n", filelistsTail, func(e *entry) []byte { return e.files }},
 		{"other", otherHead + count + "\">\n", otherTail, func(e *entry) []byte { return e.other }},
 	}
-	hrefs := make([]string, len(entries))
-	for i := range entries {
-		hrefs[i] = entries[i].href
-	}
-	bounds := chunkBounds(hrefs)
 	files := make([]mdFile, len(docs))
+	newIx := index{Version: indexVersion, Docs: map[string]indexDoc{}, Packages: make([]indexPackage, len(entries))}
+	for i, e := range entries {
+		newIx.Packages[i] = indexPackage{Href: e.href, Pkgid: e.pkgid, Size: e.size, Time: e.time}
+	}
+	ixDocs := make([]indexDoc, len(docs))
 	var g errgroup.Group
 	for i, d := range docs {
 		g.Go(func() error {
-			parts := [][]byte{[]byte(d.head)}
+			parts := []part{{content: []byte(d.head)}}
 			start := 0
-			for _, end := range bounds {
-				var c []byte
-				for k := start; k < end; k++ {
-					c = append(c, d.part(&entries[k])...)
+			for c, end := range bounds {
+				if reuse[c] >= 0 {
+					p := part{member: ix.member(d.typ, reuse[c]+1)}
+					hex.Decode(p.sum[:], []byte(ix.Docs[d.typ].Parts[reuse[c]+1].Sum))
+					parts = append(parts, p)
+				} else {
+					var c []byte
+					for k := start; k < end; k++ {
+						c = append(c, d.part(&entries[k])...)
+					}
+					parts = append(parts, part{content: c})
 				}
-				parts = append(parts, c)
 				start = end
 			}
-			parts = append(parts, []byte(d.tail))
-			m, err := writeDoc(tmp, d.typ, parts, old[d.typ])
-			files[i] = m
+			parts = append(parts, part{content: []byte(d.tail)})
+			var oldParts []indexPart
+			if ix != nil {
+				oldParts = ix.Docs[d.typ].Parts
+			}
+			m, xd, err := writeDoc(tmp, d.typ, parts, legacy[d.typ], oldParts)
+			files[i], ixDocs[i] = m, xd
 			return err
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	for i, d := range docs {
+		newIx.Docs[d.typ] = ixDocs[i]
+	}
 	md := repomdXML(files, now.Unix())
 	if err := os.WriteFile(filepath.Join(tmp, "repomd.xml"), md, 0o644); err != nil {
+		return err
+	}
+	mdSum := sha256.Sum256(md)
+	newIx.Repomd = hex.EncodeToString(mdSum[:])
+	ixData, err := json.Marshal(&newIx)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, indexName), ixData, 0o644); err != nil {
 		return err
 	}
 	if sign != nil {
@@ -344,49 +491,96 @@ func writeRepodata(dir string, entries []entry, now time.Time, sign func([]byte)
 	return nil
 }
 
-// writeDoc writes one document as gzip members, one per part, reusing
-// the compressed member of the previous run for every part whose content
-// is unchanged, then renames it to the createrepo "unique" name
-// <sha256>-<type>.xml.gz.
-func writeDoc(dir, typ string, parts [][]byte, old map[[32]byte][]byte) (mdFile, error) {
+// writeDoc writes one document as gzip members, one per part, then renames
+// it to the createrepo "unique" name <sha256>-<type>.xml.gz. A part given
+// as a member is copied; a part whose content has the sha256 of a member
+// of the previous run (legacy, read from the old documents) copies that;
+// others are compressed. The open-checksum resumes from oldParts' state
+// before the first part that differs from the previous run's part at the
+// same place: the bytes before it are the same, so is the state.
+func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldParts []indexPart) (mdFile, indexDoc, error) {
 	m := mdFile{typ: typ}
+	xd := indexDoc{Parts: make([]indexPart, len(parts))}
+	sums := make([]string, len(parts))
+	for i := range parts {
+		p := &parts[i]
+		if p.member == nil {
+			p.sum = sha256.Sum256(p.content)
+		}
+		if p.member != nil || len(p.content) > 0 {
+			sums[i] = hex.EncodeToString(p.sum[:])
+		}
+	}
+	osum := sha256.New()
+	resume := 0
+	if len(oldParts) == len(parts) {
+		for resume < len(parts)-1 && oldParts[resume].Sum == sums[resume] {
+			resume++
+		}
+		if resume > 0 && osum.(encoding.BinaryUnmarshaler).UnmarshalBinary(oldParts[resume].State) != nil {
+			resume = 0
+			osum.Reset()
+		}
+	}
 	f, err := os.CreateTemp(dir, fsutil.TempPrefix+typ+"-*")
 	if err != nil {
-		return m, err
+		return m, xd, err
 	}
 	defer f.Close()
 	zsum := sha256.New()
-	osum := sha256.New()
 	bw := newBufWriter(io.MultiWriter(f, zsum))
-	for _, p := range parts {
-		if len(p) == 0 {
-			continue
+	var mh memberHasher
+	for i, p := range parts {
+		xp := &xd.Parts[i]
+		xp.Sum, xp.Off = sums[i], m.size
+		if i < resume {
+			xp.State = oldParts[i].State
+		} else {
+			xp.State = marshalState(osum)
 		}
-		osum.Write(p)
-		m.openSize += int64(len(p))
-		sum := sha256.Sum256(p)
-		z, ok := old[sum]
-		if !ok {
-			z = compressMember(p, sum)
+		if sums[i] == "" {
+			continue // empty: no member
+		}
+		z := p.member
+		if z != nil {
+			// The content is the copied member's: its length is in the
+			// gzip trailer, its bytes are needed only past the resume point.
+			m.openSize += int64(binary.LittleEndian.Uint32(z[len(z)-4:]))
+			if i >= resume {
+				if err := mh.hash(osum, z); err != nil {
+					return m, xd, fmt.Errorf("%s: previous member %d: %w", typ, i, err)
+				}
+			}
+		} else {
+			m.openSize += int64(len(p.content))
+			if i >= resume {
+				osum.Write(p.content)
+			}
+			var ok bool
+			if z, ok = legacy[p.sum]; !ok {
+				z = compressMember(p.content, p.sum)
+			}
 		}
 		if _, err := bw.Write(z); err != nil {
-			return m, err
+			return m, xd, err
 		}
 		m.size += int64(len(z))
+		xp.Len = int64(len(z))
 	}
 	if err := bw.Flush(); err != nil {
-		return m, err
+		return m, xd, err
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return m, err
+		return m, xd, err
 	}
 	if err := f.Close(); err != nil {
-		return m, err
+		return m, xd, err
 	}
 	m.checksum = hex.EncodeToString(zsum.Sum(nil))
 	m.openChecksum = hex.EncodeToString(osum.Sum(nil))
 	m.name = m.checksum + "-" + typ + ".xml.gz"
-	return m, os.Rename(f.Name(), filepath.Join(dir, m.name))
+	xd.Checksum = m.checksum
+	return m, xd, os.Rename(f.Name(), filepath.Join(dir, m.name))
 }
 
 // bufWriter batches the many small fragment writes into large ones, so
