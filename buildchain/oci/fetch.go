@@ -160,21 +160,8 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 		}
 	}
 	for _, m := range manifests {
-		var man v1.Manifest
-		if err := json.Unmarshal(m, &man); err != nil {
-			return nil, wrap(fmt.Errorf("manifest %s: %v", DigestOf(m), err))
-		}
-		if man.SchemaVersion != 2 {
-			return nil, wrap(fmt.Errorf("manifest %s: schema version %d is not supported (want 2)", DigestOf(m), man.SchemaVersion))
-		}
-		for _, d := range append([]v1.Descriptor{man.Config}, man.Layers...) {
-			if !ValidDigest(d.Digest.String()) {
-				return nil, wrap(fmt.Errorf("manifest %s references blob %q: not a sha256 digest", DigestOf(m), d.Digest))
-			}
-			if len(d.URLs) > 0 {
-				return nil, wrap(fmt.Errorf("blob %s is foreign (urls %v): not shippable offline", d.Digest, d.URLs))
-			}
-			res.Blobs[d.Digest.String()] = d.Size
+		if err := manifestBlobs(m, res.Blobs); err != nil {
+			return nil, wrap(err)
 		}
 	}
 	var total int64
@@ -421,4 +408,34 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// manifestBlobs adds the config and layers of an image manifest to blobs.
+// A manifest is outside input: every digest must be sha256, every size
+// non-negative (a negative size would disable the size check of the
+// download), and a digest may not claim two sizes.
+func manifestBlobs(raw []byte, blobs map[string]int64) error {
+	var man v1.Manifest
+	if err := json.Unmarshal(raw, &man); err != nil {
+		return fmt.Errorf("manifest %s: %v", DigestOf(raw), err)
+	}
+	if man.SchemaVersion != 2 {
+		return fmt.Errorf("manifest %s: schema version %d is not supported (want 2)", DigestOf(raw), man.SchemaVersion)
+	}
+	for _, d := range append([]v1.Descriptor{man.Config}, man.Layers...) {
+		ds := d.Digest.String()
+		switch {
+		case !ValidDigest(ds):
+			return fmt.Errorf("manifest %s references blob %q: not a sha256 digest", DigestOf(raw), ds)
+		case d.Size < 0:
+			return fmt.Errorf("manifest %s: blob %s has a negative size %d", DigestOf(raw), ds, d.Size)
+		case len(d.URLs) > 0:
+			return fmt.Errorf("manifest %s: blob %s is foreign (urls %v): not shippable offline", DigestOf(raw), ds, d.URLs)
+		}
+		if prev, ok := blobs[ds]; ok && prev != d.Size {
+			return fmt.Errorf("manifest %s: blob %s is listed with sizes %d and %d", DigestOf(raw), ds, prev, d.Size)
+		}
+		blobs[ds] = d.Size
+	}
+	return nil
 }
