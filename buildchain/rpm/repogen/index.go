@@ -175,6 +175,11 @@ func inflateMember(m []byte) ([]byte, error) {
 		return nil, errors.New("short member")
 	}
 	var out bytes.Buffer
+	// Size the buffer from the trailer, but believe it only as far as
+	// deflate can expand (1032:1) and never past 64 MiB, so a bad trailer
+	// cannot claim gigabytes.
+	isize := int64(binary.LittleEndian.Uint32(m[len(m)-4:]))
+	out.Grow(int(min(isize, 1032*int64(len(m)), 64<<20)) + bytes.MinRead)
 	if _, err := out.ReadFrom(flate.NewReader(bytes.NewReader(m[h : len(m)-8]))); err != nil {
 		return nil, err
 	}
