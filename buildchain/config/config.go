@@ -158,7 +158,7 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 		}
 		c.InsecureRegistries = append(c.InsecureRegistries, h)
 	}
-	if c.RepoMirrors, err = parsePairs(get("REPO_MIRRORS", ""), checkRepoName, checkURL); err != nil {
+	if c.RepoMirrors, err = parsePairs(get("REPO_MIRRORS", ""), checkRepoName, CheckRepoURL); err != nil {
 		return nil, bad("REPO_MIRRORS", "%v", err)
 	}
 	return c, nil

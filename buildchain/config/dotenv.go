@@ -166,7 +166,9 @@ func checkRepoName(s string) error {
 	return nil
 }
 
-func checkURL(s string) error {
+// CheckRepoURL accepts the URLs a package repository or key may live at:
+// http(s) with a host, or file with a path.
+func CheckRepoURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return fmt.Errorf("%q: %v", s, err)

@@ -6,7 +6,6 @@ package pkglist
 import (
 	"bytes"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +13,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/metalk8s/buildchain/buildchain/config"
 )
 
 // Kind says what happens to a repository's packages.
@@ -241,11 +242,11 @@ func (l *List) check(bad func(int, string, ...any) error) error {
 			if r.Kind == External {
 				return bad(r.Line, "repository %s: an external repository needs a baseurl", r.Name)
 			}
-		} else if err := checkURL(r.BaseURL); err != nil {
+		} else if err := config.CheckRepoURL(r.BaseURL); err != nil {
 			return bad(r.Line, "repository %s: baseurl: %v", r.Name, err)
 		}
 		for _, k := range r.GPGKeys {
-			if err := checkURL(k); err != nil {
+			if err := config.CheckRepoURL(k); err != nil {
 				return bad(r.Line, "repository %s: gpgkey: %v", r.Name, err)
 			}
 		}
@@ -279,26 +280,6 @@ func (l *List) check(bad func(int, string, ...any) error) error {
 		if r.Kind != Shipped {
 			return bad(lo.Line, "local package %s: repo %q is not shipped", lo.Spec, lo.Repo)
 		}
-	}
-	return nil
-}
-
-func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "http", "https":
-		if u.Host == "" {
-			return fmt.Errorf("%q has no host", s)
-		}
-	case "file":
-		if u.Path == "" {
-			return fmt.Errorf("%q has no path", s)
-		}
-	default:
-		return fmt.Errorf("%q: want an http, https or file URL", s)
 	}
 	return nil
 }
