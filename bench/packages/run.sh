@@ -2,7 +2,7 @@
 # Repodata benchmark: repogen against createrepo_c on 1,000 synthetic RPMs
 # of varied sizes and file lists, in the same run, plus an incremental
 # update after one changed package, plus the dependency closure over a
-# synthetic 5,000-package primary.xml. Figures go in bench/RESULTS-packages.md.
+# synthetic 5,000-package primary.xml. Figures go in bench/RESULTS.md (Packages).
 #
 #   bash bench/packages/run.sh [WORKDIR]
 set -euo pipefail
