@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
@@ -147,6 +148,10 @@ const RegistryConfigTemplate = "registry-config.inc.j2"
 
 func registryConfig(ctx context.Context, b *build.Build) error {
 	out := filepath.Join(b.Cfg.RootDir(), RegistryConfigTemplate)
+	// A build with no image at all still serves an (empty) registry.
+	if err := os.MkdirAll(b.ImagesDir(), 0o755); err != nil {
+		return err
+	}
 	return b.Engine.Run(ctx, step.Step{
 		Name:    "registry-config",
 		Inputs:  []step.Input{step.Stat(b.ImagesDir())},
