@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
@@ -45,7 +46,21 @@ func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
 	if err != nil {
 		return nil, err
 	}
+	log = &syncWriter{w: log}
 	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
+}
+
+// syncWriter lets steps running in parallel, and the progress reporter,
+// share one log without interleaving inside a line.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
 
 // ReportPath is where the JSON build report goes.

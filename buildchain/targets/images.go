@@ -34,7 +34,12 @@ func Images(ctx context.Context, b *build.Build) error {
 	if err != nil {
 		return err
 	}
-	progress := oci.NewProgress(os.Stderr)
+	// Bars go to a terminal; elsewhere the plain lines join the build log.
+	out := b.Log
+	if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+		out = os.Stderr
+	}
+	progress := oci.NewProgress(out)
 	f := &oci.Fetcher{
 		Cache:     b.BlobCache(),
 		Mirrors:   b.Cfg.ImageMirrors,
