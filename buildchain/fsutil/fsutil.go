@@ -198,3 +198,19 @@ func (l *Lock) Unlock() error {
 	l.f = nil
 	return err
 }
+
+// TypeName names the kind of a file that is neither regular, a directory
+// nor a symlink, for errors that refuse it.
+func TypeName(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	case m&fs.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&fs.ModeCharDevice != 0:
+		return "character device"
+	case m&fs.ModeDevice != 0:
+		return "block device"
+	}
+	return "irregular file (" + m.String() + ")"
+}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
 )
 
 type kind uint8
@@ -257,26 +259,12 @@ func (b *Builder) addEntry(dir *node, name, src string, fi fs.FileInfo) (*node, 
 			}
 		}
 	default:
-		return nil, fmt.Errorf("iso: %s: cannot store a %s in an ISO image", src, describeType(mode))
+		return nil, fmt.Errorf("iso: %s: cannot store a %s in an ISO image", src, fsutil.TypeName(mode))
 	}
 	if err := b.link(dir, n); err != nil {
 		return nil, err
 	}
 	return n, nil
-}
-
-func describeType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	case m&fs.ModeNamedPipe != 0:
-		return "FIFO"
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	}
-	return "special file (" + m.String() + ")"
 }
 
 func validName(s string) bool {

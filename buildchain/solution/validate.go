@@ -16,6 +16,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/registrygen"
 )
@@ -164,7 +165,7 @@ func (v *validator) safety() {
 			}
 		case n.Mode.IsDir(), n.Mode.IsRegular():
 		default:
-			v.bad(n.Path, fmt.Sprintf("special file (%s); an archive holds only directories, regular files and links inside it", fileType(n.Mode)))
+			v.bad(n.Path, fmt.Sprintf("special file (%s); an archive holds only directories, regular files and links inside it", fsutil.TypeName(n.Mode)))
 		}
 		if n.Mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
 			v.bad(n.Path, "set-user-ID or set-group-ID bit set")
@@ -186,21 +187,6 @@ func linkEscape(p, target string) string {
 		return fmt.Sprintf("symbolic link to %q escapes the archive", target)
 	}
 	return ""
-}
-
-func fileType(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeCharDevice != 0:
-		return "character device"
-	case m&fs.ModeDevice != 0:
-		return "block device"
-	case m&fs.ModeNamedPipe != 0:
-		return "named pipe"
-	case m&fs.ModeSocket != 0:
-		return "socket"
-	default:
-		return "irregular file"
-	}
 }
 
 // nameLimits applies 12.2.1. ISO 9660 level 3 identifiers: directories 31
