@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -208,14 +207,4 @@ func parsePairs(s string, checkKey, checkVal func(string) error) (map[string]str
 		m[k] = v
 	}
 	return m, nil
-}
-
-// SortedKeys returns the keys of m in order, for deterministic output.
-func SortedKeys(m map[string]string) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

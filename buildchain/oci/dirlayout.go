@@ -2,8 +2,10 @@ package oci
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -43,12 +45,12 @@ func WriteDir(final string, res *Resolved, cache Cache) error {
 	if err := write("version", []byte(DirVersion)); err != nil {
 		return err
 	}
-	for _, d := range sortedKeys(res.Children) {
+	for _, d := range slices.Sorted(maps.Keys(res.Children)) {
 		if err := write(strings.TrimPrefix(d, "sha256:")+".manifest.json", res.Children[d]); err != nil {
 			return err
 		}
 	}
-	for _, d := range sortedKeys(res.Blobs) {
+	for _, d := range slices.Sorted(maps.Keys(res.Blobs)) {
 		if !cache.Has(d, res.Blobs[d]) {
 			return fmt.Errorf("blob %s of %s:%s is not in the cache", d, res.Image.Name, res.Image.Version)
 		}

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -170,7 +171,7 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 	}
 	f.Progress.Start(im, total)
 	var client *http.Client
-	for _, d := range sortedKeys(res.Blobs) {
+	for _, d := range slices.Sorted(maps.Keys(res.Blobs)) {
 		if client == nil && !f.Cache.Has(d, res.Blobs[d]) {
 			if client, err = f.client(ctx, ref); err != nil {
 				return nil, wrap(err)
@@ -399,15 +400,6 @@ func selectPlatforms(idx *v1.IndexManifest, want []string) ([]v1.Descriptor, err
 		out = append(out, *found)
 	}
 	return out, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }
 
 // manifestBlobs adds the config and layers of an image manifest to blobs.
