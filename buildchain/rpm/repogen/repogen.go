@@ -36,7 +36,6 @@ import (
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
-	"github.com/metalk8s/buildchain/buildchain/rpm/rpmfile"
 )
 
 // Options tune a run. The zero value is usable.
@@ -118,13 +117,36 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 	}
 
 	entries := make([]entry, len(hrefs))
+	bounds := chunkBounds(hrefs)
+	// With nothing to reuse, each chunk is compressed by the worker that
+	// completes it, while the other packages are still being read, so
+	// both CPUs stay busy to the end instead of compressing everything
+	// after the last package.
+	var pre [][3]part
+	var chunkOf []int32
+	var pending []atomic.Int32
+	if ix == nil && old == nil {
+		pre = make([][3]part, len(bounds))
+		chunkOf = make([]int32, len(hrefs))
+		pending = make([]atomic.Int32, len(bounds))
+		start := 0
+		for c, end := range bounds {
+			for i := start; i < end; i++ {
+				chunkOf[i] = int32(c)
+			}
+			pending[c].Store(int32(end - start))
+			start = end
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
-	buf := sync.Pool{New: func() any { return make([]byte, 1<<20) }}
 	// A fixed set of workers takes packages in turn: in an update most
 	// packages cost one stat, and a goroutine each would spend more on
 	// scheduling (and waking idle threads) than on the stat.
 	var next atomic.Int64
-	for range min(workers, max(len(hrefs), 1)) {
+	nw := min(workers, max(len(hrefs), 1))
+	ws := make([]worker, nw)
+	for k := range nw {
+		w := &ws[k]
 		g.Go(func() error {
 			for {
 				i := int(next.Add(1) - 1)
@@ -134,19 +156,27 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 				if err := gctx.Err(); err != nil {
 					return err
 				}
-				e, err := packageEntry(dir, hrefs[i], byHref, opt, now, &buf)
+				e, err := packageEntry(dir, hrefs[i], byHref, opt, now, w)
 				if err != nil {
 					return err
 				}
-				entries[i] = *e
+				entries[i] = e
+				if pre != nil {
+					if c := chunkOf[i]; pending[c].Add(-1) == 0 {
+						start := 0
+						if c > 0 {
+							start = bounds[c-1]
+						}
+						pre[c] = w.compressChunk(entries[start:bounds[c]])
+					}
+				}
 			}
 		})
 	}
 	if err := g.Wait(); err != nil {
 		return st, err
 	}
-	bounds := chunkBounds(hrefs)
-	reuse, err := planChunks(dir, entries, bounds, ix, opt, now, &buf)
+	reuse, err := planChunks(dir, entries, bounds, ix, opt, now, &ws[0])
 	if err != nil {
 		return st, err
 	}
@@ -158,7 +188,7 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 			st.Reused++
 		}
 	}
-	return st, writeRepodata(dir, entries, bounds, reuse, ix, now, opt.Sign, members)
+	return st, writeRepodata(dir, entries, bounds, reuse, pre, ix, now, opt.Sign, members)
 }
 
 // planChunks decides, for an indexed previous run, which chunks are copied
@@ -167,7 +197,7 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 // unchanged packages of the other chunks get their old fragments, from
 // their old chunk's members; when those cannot be read back the package
 // is read again instead.
-func planChunks(dir string, entries []entry, bounds []int, ix *oldIndex, opt Options, now time.Time, pool *sync.Pool) ([]int, error) {
+func planChunks(dir string, entries []entry, bounds []int, ix *oldIndex, opt Options, now time.Time, w *worker) ([]int, error) {
 	reuse := make([]int, len(bounds))
 	for c := range reuse {
 		reuse[c] = -1
@@ -217,11 +247,11 @@ func planChunks(dir string, entries []entry, bounds []int, ix *oldIndex, opt Opt
 				e.primary, e.files, e.other = f.prim[j], f.files[j], f.other[j]
 				continue
 			}
-			fresh, err := packageEntry(dir, e.href, nil, opt, now, pool)
+			fresh, err := packageEntry(dir, e.href, nil, opt, now, w)
 			if err != nil {
 				return nil, err
 			}
-			*e = *fresh
+			*e = fresh
 		}
 		start = end
 	}
@@ -276,11 +306,11 @@ func listRPMs(dir string) ([]string, error) {
 
 // packageEntry returns the repodata entry of one package, reused from the
 // old repodata when the file has not changed.
-func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now time.Time, pool *sync.Pool) (*entry, error) {
+func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now time.Time, w *worker) (entry, error) {
 	path := filepath.Join(dir, filepath.FromSlash(href))
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, err
+		return entry{}, err
 	}
 	mtime := fi.ModTime().Unix()
 	clamped := opt.Epoch != nil && mtime >= now.Unix()
@@ -294,80 +324,40 @@ func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now t
 		if known != "" && known == o.pkgid || known == "" && !clamped && o.time == mtime {
 			// An indexed entry's fragments are filled in by planChunks,
 			// and only if its chunk is not copied whole.
-			return &entry{href: href, pkgid: o.pkgid, size: o.size, time: o.time, old: o, primary: o.primary, files: o.files, other: o.other}, nil
+			return entry{href: href, pkgid: o.pkgid, size: o.size, time: o.time, old: o, primary: o.primary, files: o.files, other: o.other}, nil
 		}
 	}
-	p, err := ReadPackage(path, pool)
+	p, err := w.readPackage(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return entry{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if known != "" && known != p.Checksum {
-		return nil, fmt.Errorf("%s: sha256 is %s, expected %s", path, p.Checksum, known)
+		return entry{}, fmt.Errorf("%s: sha256 is %s, expected %s", path, p.Checksum, known)
 	}
 	p.Location = href
 	p.TimeFile = mtime
-	return &entry{
-		href:    href,
-		pkgid:   p.Checksum,
-		size:    p.SizePackage,
-		time:    mtime,
-		fresh:   true,
-		primary: AppendPrimary(nil, p),
-		files:   AppendFilelists(nil, p),
-		other:   AppendOther(nil, p),
-	}, nil
+	e := entry{href: href, pkgid: p.Checksum, size: p.SizePackage, time: mtime, fresh: true}
+	e.primary, e.files, e.other = w.fragments(p)
+	return e, nil
+}
+
+// doc returns the entry's fragment of document k (primary, filelists, other).
+func (e *entry) doc(k int) []byte {
+	switch k {
+	case 0:
+		return e.primary
+	case 1:
+		return e.files
+	}
+	return e.other
 }
 
 // ReadPackage reads an RPM file's headers and sha256 in one pass and
-// returns its repodata entry without Location or TimeFile.
+// returns its repodata entry without Location or TimeFile. The pool, when
+// given, is ignored.
 func ReadPackage(path string, pool *sync.Pool) (*repomd.Package, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	size := fi.Size()
-	h := sha256.New()
-	var rp *rpmfile.Package
-	{
-		var buf []byte
-		if pool != nil {
-			buf = pool.Get().([]byte)
-			defer pool.Put(buf)
-		} else {
-			buf = make([]byte, 1<<20)
-		}
-		// Read a first chunk that usually holds both headers, parse them
-		// from memory, then hash the rest without parsing it.
-		n, err := io.ReadFull(f, buf)
-		if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-			return nil, err
-		}
-		h.Write(buf[:n])
-		// The parser copies what it keeps, so buf is free again afterwards.
-		if rp, err = rpmfile.Read(io.MultiReader(bytes.NewReader(buf[:n]), hashReader{f, h})); err != nil {
-			return nil, err
-		}
-		m, err := io.CopyBuffer(h, hashSkip{f}, buf)
-		if err != nil {
-			return nil, err
-		}
-		if pos, _ := f.Seek(0, io.SeekCurrent); pos != size || m < 0 {
-			return nil, fmt.Errorf("file changed size while being read")
-		}
-	}
-	p, err := FromHeader(rp)
-	if err != nil {
-		return nil, err
-	}
-	p.ChecksumType = "sha256"
-	p.Checksum = hex.EncodeToString(h.Sum(nil))
-	p.SizePackage = size
-	return p, nil
+	var w worker
+	return w.readPackage(path)
 }
 
 // hashReader feeds what the header parser reads past the first chunk into
@@ -400,15 +390,27 @@ type mdFile struct {
 // content not at hand.
 type part struct {
 	content []byte
+	frags   [][]byte // content given as fragments, n bytes in all
+	n       int
 	member  []byte
 	sum     [32]byte
 	copied  bool
 }
 
+func (p *part) contentLen() int { return len(p.content) + p.n }
+
+func (p *part) hashContent(h hash.Hash) {
+	h.Write(p.content)
+	for _, f := range p.frags {
+		h.Write(f)
+	}
+}
+
 // writeRepodata writes the three documents, repomd.xml and the index into
 // a new directory and swaps it in place of dir/repodata. reuse gives, per
-// chunk, the chunk of ix to copy, or -1.
-func writeRepodata(dir string, entries []entry, bounds, reuse []int, ix *oldIndex, now time.Time, sign func([]byte) ([]byte, error), legacy map[string]map[[32]byte][]byte) error {
+// chunk, the chunk of ix to copy, or -1; pre, when set, gives every
+// chunk's three parts already compressed.
+func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]part, ix *oldIndex, now time.Time, sign func([]byte) ([]byte, error), legacy map[string]map[[32]byte][]byte) error {
 	final := filepath.Join(dir, "repodata")
 	tmp, err := fsutil.TempDir(final)
 	if err != nil {
@@ -441,7 +443,9 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, ix *oldInde
 		parts := []part{{content: []byte(d.head)}}
 		start := 0
 		for c, end := range bounds {
-			if reuse[c] >= 0 {
+			if pre != nil {
+				parts = append(parts, pre[c][i])
+			} else if reuse[c] >= 0 {
 				p := part{member: ix.member(d.typ, reuse[c]+1), copied: true}
 				hex.Decode(p.sum[:], []byte(ix.Docs[d.typ].Parts[reuse[c]+1].Sum))
 				parts = append(parts, p)
@@ -540,7 +544,7 @@ func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldPart
 		if p.member == nil {
 			p.sum = sha256.Sum256(p.content)
 		}
-		if p.copied || len(p.content) > 0 {
+		if p.copied || p.contentLen() > 0 {
 			sums[i] = hex.EncodeToString(p.sum[:])
 		}
 	}
@@ -585,9 +589,9 @@ func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldPart
 				}
 			}
 		} else {
-			m.openSize += int64(len(p.content))
+			m.openSize += int64(p.contentLen())
 			if i >= resume {
-				osum.Write(p.content)
+				p.hashContent(osum)
 			}
 			if z == nil {
 				var ok bool
