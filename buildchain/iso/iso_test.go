@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,6 +172,55 @@ func TestCancel(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
 		t.Fatalf("left behind: %v", entries)
+	}
+}
+
+// TestFailWhileWriting: a build cancelled halfway, or failing on its
+// fifth source, with the digests reading the output back, stops every
+// goroutine it started and leaves nothing behind, in both digest modes.
+func TestFailWhileWriting(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	for i := range 8 {
+		writeFile(t, filepath.Join(src, fmt.Sprintf("f%d", i)), strings.Repeat(fmt.Sprint(i), (2+i)<<20), 0o644)
+	}
+	defer func(open func(string) (*source, error)) { openFile = open }(openFile)
+	errBroken := errors.New("broken source")
+	for _, implant := range []bool{false, true} {
+		for _, cancelled := range []bool{false, true} {
+			outDir := t.TempDir()
+			ctx, cancel := context.WithCancel(context.Background())
+			opened := 0
+			openFile = func(name string) (*source, error) {
+				if opened++; opened == 5 {
+					if !cancelled {
+						return nil, errBroken
+					}
+					cancel()
+				}
+				return openSource(name)
+			}
+			before := runtime.NumGoroutine()
+			opts := productOpts()
+			opts.ImplantMD5 = implant
+			_, err := Write(ctx, filepath.Join(outDir, "x.iso"), src, opts)
+			want := errBroken
+			if cancelled {
+				want = context.Canceled
+			}
+			if !errors.Is(err, want) {
+				t.Fatalf("implant %v: error %v, want %v", implant, err, want)
+			}
+			if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
+				t.Fatalf("implant %v: left behind: %v", implant, entries)
+			}
+			for i := 0; runtime.NumGoroutine() > before; i++ {
+				if i == 100 {
+					t.Fatalf("implant %v, cancelled %v: %d goroutines left running, %d before", implant, cancelled, runtime.NumGoroutine(), before)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+		}
 	}
 }
 

@@ -53,19 +53,9 @@ func (f *source) Close() error { return unix.Close(f.fd) }
 
 // readAt reads into p at off; a short count means the end of the file.
 func (f *source) readAt(p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		k, err := unix.Pread(f.fd, p[n:], off+int64(n))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return n, fmt.Errorf("iso: reading %s: %w", f.name, err)
-		}
-		if k == 0 {
-			break
-		}
-		n += k
+	n, err := preadFull(f.fd, p, off)
+	if err != nil {
+		return n, fmt.Errorf("iso: reading %s: %w", f.name, err)
 	}
 	return n, nil
 }
@@ -444,16 +434,18 @@ type stream struct {
 	failed atomic.Bool
 	off    int64
 	// direct, when set, is the output file, and file data is copied into
-	// it inside the kernel instead of going through the chunks. Only when
-	// no digest needs to see the bytes.
+	// it inside the kernel instead of going through the chunks.
 	direct *os.File
+	// tail, when set, digests the output file behind the writer and is
+	// told how far the image is final.
+	tail *tailer
 }
 
 // chunkCount chunks of chunkSize bytes: enough for the digests to lag
 // behind the writes without stalling them.
 const chunkCount = 16
 
-func newStream(ctx context.Context, sink func(*chunk) error, digests ...func(*chunk) error) *stream {
+func newStream(ctx context.Context, sink func(*chunk) error, digests ...func([]byte)) *stream {
 	s := &stream{ctx: ctx, sink: sink, free: make(chan *chunk, chunkCount)}
 	for i := 0; i < cap(s.free); i++ {
 		s.free <- &chunk{b: make([]byte, 0, chunkSize)}
@@ -466,9 +458,7 @@ func newStream(ctx context.Context, sink func(*chunk) error, digests ...func(*ch
 			defer s.wg.Done()
 			for c := range ch {
 				if !s.failed.Load() {
-					if err := consume(c); err != nil {
-						s.fail(err)
-					}
+					consume(c.b)
 				}
 				s.release(c)
 			}
@@ -534,6 +524,9 @@ func (s *stream) flush() {
 		if err := s.sink(c); err != nil {
 			s.fail(err)
 		}
+	}
+	if s.tail != nil {
+		s.tail.publish(c.off + int64(len(c.b)))
 	}
 	s.release(c)
 }
@@ -658,6 +651,10 @@ const (
 	// directPiece bounds one in-kernel copy, so that cancellation is
 	// noticed within a fraction of a second even in a multi-gigabyte file.
 	directPiece = 64 << 20
+	// tailPiece bounds one in-kernel copy when the output is digested
+	// behind the writer: the digest can start on a piece once it is
+	// copied, and has at most one piece left to do when the copy ends.
+	tailPiece = 8 << 20
 )
 
 // copyDirect copies the runs of data of f into the output at s.off with
@@ -683,7 +680,11 @@ func (s *stream) copyDirect(f *source, size int64) (done bool, err error) {
 				return true, err
 			}
 			roff, woff := start, base+start
-			k, err := unix.CopyFileRange(f.fd, &roff, int(s.direct.Fd()), &woff, int(min(end-start, directPiece)), 0)
+			piece := int64(directPiece)
+			if s.tail != nil {
+				piece = tailPiece
+			}
+			k, err := unix.CopyFileRange(f.fd, &roff, int(s.direct.Fd()), &woff, int(min(end-start, piece)), 0)
 			if err == unix.EINTR {
 				continue
 			}
@@ -699,6 +700,9 @@ func (s *stream) copyDirect(f *source, size int64) (done bool, err error) {
 			}
 			copied = true
 			start += int64(k)
+			if s.tail != nil {
+				s.tail.publish(base + start)
+			}
 		}
 		pos = end
 	}
@@ -791,8 +795,7 @@ func newISOMD5(totalSectors uint32) *isoMD5 {
 	return &isoMD5{h: md5.New(), limit: limit, fragSize: limit / (md5FragmentCount + 1)}
 }
 
-func (m *isoMD5) consume(c *chunk) error {
-	b := c.b
+func (m *isoMD5) consume(b []byte) {
 	for len(b) > 0 && m.off < m.limit {
 		n := int64(len(b))
 		n = min(n, md5ReadSize-m.off%md5ReadSize, m.limit-m.off)
@@ -813,7 +816,6 @@ func (m *isoMD5) consume(c *chunk) error {
 			}
 		}
 	}
-	return nil
 }
 
 // appData is the application-use area implantisomd5 writes.
@@ -853,10 +855,10 @@ func (b *Builder) Write(ctx context.Context, w io.Writer) (*Result, error) {
 	return res, nil
 }
 
-// write plans and emits the image into sink. direct, when not nil, is the
+// write plans and emits the image into sink. out, when not nil, is the
 // output file the sink writes to: file data is then copied into it in the
-// kernel if no digest of the image is needed.
-func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.WriterAt, direct *os.File, flush func() error) (*Result, error) {
+// kernel, and the digests read it back behind the writer.
+func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.WriterAt, out *os.File, flush func() error) (*Result, error) {
 	if b.frozen {
 		return nil, errors.New("iso: an image can be written only once")
 	}
@@ -871,12 +873,11 @@ func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.Writ
 		return nil, err
 	}
 
-	// The digests are computed from the very chunks that are written, in
-	// their own goroutines, sent there before the chunk is written: hashing the sources and copying them apart
-	// would be no cheaper (a read for the digest and a copy for the output
-	// is two copies, as read and write are) and could disagree with the
-	// image if a source changed in between.
-	var digests []func(*chunk) error
+	// The digests are of the image's bytes, never of the sources apart
+	// (which could change between the copy and the digest). Into a file,
+	// they read the file back (see tailer); into a plain writer, they get
+	// the very chunks that are written, in their own goroutines.
+	var digests []func([]byte)
 	var sha hash.Hash
 	var md *isoMD5
 	if b.opts.ImplantMD5 {
@@ -884,18 +885,35 @@ func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.Writ
 		digests = append(digests, md.consume)
 	} else if !b.opts.NoChecksumFile {
 		sha = sha256.New()
-		digests = append(digests, func(c *chunk) error { sha.Write(c.b); return nil })
+		digests = append(digests, func(b []byte) { sha.Write(b) })
 	}
-	s := newStream(ctx, sink, digests...)
-	if len(digests) == 0 {
-		s.direct = direct
+	var s *stream
+	if out != nil {
+		s = newStream(ctx, sink)
+		s.direct = out
+		if len(digests) > 0 {
+			s.tail = startTailer(ctx, out, digests)
+		}
+	} else {
+		s = newStream(ctx, sink, digests...)
 	}
 	if err := p.emit(s); err != nil {
 		s.close()
+		if s.tail != nil {
+			s.tail.abort()
+		}
 		return nil, err
 	}
 	if err := s.close(); err != nil {
+		if s.tail != nil {
+			s.tail.abort()
+		}
 		return nil, err
+	}
+	if s.tail != nil {
+		if err := s.tail.finish(s.off); err != nil {
+			return nil, err
+		}
 	}
 	if flush != nil {
 		if err := flush(); err != nil {
@@ -994,7 +1012,7 @@ func (b *Builder) WriteFile(ctx context.Context, outPath string) (res *Result, e
 		return nil, fmt.Errorf("iso: %w", err)
 	}
 	if res.SHA256 == "" && !b.opts.NoChecksumFile {
-		if res.SHA256, err = fileSHA256(tmp); err != nil {
+		if res.SHA256, err = fileSHA256(ctx, tmp, res.Size); err != nil {
 			return nil, err
 		}
 	}
@@ -1018,10 +1036,13 @@ func (b *Builder) WriteFile(ctx context.Context, outPath string) (res *Result, e
 	return res, nil
 }
 
-func fileSHA256(f *os.File) (string, error) {
+// fileSHA256 digests the first size bytes of f, reading and hashing on
+// two CPUs.
+func fileSHA256(ctx context.Context, f *os.File, size int64) (string, error) {
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, io.NewSectionReader(f, 0, 1<<62), make([]byte, chunkSize)); err != nil {
-		return "", fmt.Errorf("iso: hashing %s: %w", f.Name(), err)
+	t := startTailer(ctx, f, []func([]byte){func(b []byte) { h.Write(b) }})
+	if err := t.finish(size); err != nil {
+		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

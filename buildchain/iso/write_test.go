@@ -14,9 +14,9 @@ import (
 	"testing"
 )
 
-// TestWritePaths: the three ways bytes reach the output (chunks hashed on
-// the way to a file, chunks to any io.Writer, and in-kernel copies when no
-// digest is needed) give the same image, and sharing finds exactly the
+// TestWritePaths: the ways bytes reach the output (into a file, digested
+// by reading it back behind the writer; chunks to any io.Writer, digested
+// on their way; in-kernel copies with no digest) give the same image, and sharing finds exactly the
 // identical contents, whether they are compared side by side or, in a big
 // group, hashed.
 func TestWritePaths(t *testing.T) {
