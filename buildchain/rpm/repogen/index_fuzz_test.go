@@ -23,7 +23,7 @@ func FuzzIndex(f *testing.F) {
 	if _, err := repogen.Generate(context.Background(), src, repogen.Options{Epoch: &epoch}); err != nil {
 		f.Fatal(err)
 	}
-	seed, err := os.ReadFile(filepath.Join(src, "repodata", "repogen-index.json"))
+	seed, err := os.ReadFile(filepath.Join(src, "repodata", "repogen-index.txt"))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -42,13 +42,13 @@ func FuzzIndex(f *testing.F) {
 		os.Mkdir(filepath.Join(dir, "repodata"), 0o755)
 		md, _ := os.ReadDir(filepath.Join(src, "repodata"))
 		for _, e := range md {
-			if e.Name() != "repogen-index.json" {
+			if e.Name() != "repogen-index.txt" {
 				if err := os.Link(filepath.Join(src, "repodata", e.Name()), filepath.Join(dir, "repodata", e.Name())); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
-		os.WriteFile(filepath.Join(dir, "repodata", "repogen-index.json"), ix, 0o644)
+		os.WriteFile(filepath.Join(dir, "repodata", "repogen-index.txt"), ix, 0o644)
 		if _, err := repogen.Generate(context.Background(), dir, repogen.Options{Epoch: &epoch, Incremental: true}); err != nil {
 			t.Fatal(err)
 		}

@@ -90,12 +90,15 @@ func TestIncrementalFromIndex(t *testing.T) {
 	os.Chtimes(filepath.Join(inc, "p120-1.0-1.x86_64.rpm"), now, now)
 	check("rewritten in place", 1)
 
-	ix := filepath.Join(inc, "repodata", "repogen-index.json")
+	ix := filepath.Join(inc, "repodata", "repogen-index.txt")
 	data, err := os.ReadFile(ix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(ix, bytes.Replace(data, []byte(`"size":`), []byte(`"size":1`), 1), 0o644)
+	// The first package's line: "<pkgid> <size> <time> <href>".
+	i := bytes.Index(data, []byte("\npackages "))
+	i += bytes.IndexByte(data[i+1:], '\n') + 2 + 64 + 1
+	os.WriteFile(ix, append(append(data[:i:i], '1'), data[i:]...), 0o644)
 	// A wrong size in the index makes that package (p000) look changed:
 	// it is read again, never reused on the index's word alone.
 	replace(6, "2")

@@ -15,7 +15,6 @@ import (
 	"encoding"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
@@ -502,11 +501,7 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 	}
 	mdSum := sha256.Sum256(md)
 	newIx.Repomd = hex.EncodeToString(mdSum[:])
-	ixData, err := json.Marshal(&newIx)
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, indexName), ixData, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(tmp, indexName), newIx.encode(), 0o644); err != nil {
 		return err
 	}
 	if sign != nil {
