@@ -223,7 +223,6 @@ func (p *plan) assign() error {
 	}
 	for _, d := range p.dirs {
 		var ce ceAllocator
-		d.dotCE = d.dotCE[:0] // assign runs again if speculative sharing fails
 		d.lba = lba
 		d.size = p.dirExtentSize(d, &ce)
 		lba += d.size / sectorSize

@@ -64,13 +64,7 @@ func (f *source) readAt(p []byte, off int64) (int, error) {
 // inode, and files with identical content share one extent. Only files
 // whose size collides with another file's size are examined, so a file
 // with a unique size is read exactly once, when it is written.
-//
-// Big files whose size and head collide are compared in full, unless
-// known gives the outcome of that comparison, or speculate is set: then
-// each such group is taken to be identical, and the groups are returned
-// for the caller to compare while the image is written (see write).
-func (p *plan) collectExtents(ctx context.Context, speculate bool, known map[*inode]*inode) (pending [][]*inode, err error) {
-	p.files, p.shared, p.extents = 0, 0, nil
+func (p *plan) collectExtents(ctx context.Context) error {
 	var order []*inode
 	seen := map[*inode]bool{}
 	var visit func(d *node)
@@ -113,7 +107,7 @@ func (p *plan) collectExtents(ctx context.Context, speculate bool, known map[*in
 	}
 	headSums := make([][32]byte, len(heads))
 	if err := hashAll(ctx, heads, headSums, headSize); err != nil {
-		return nil, err
+		return err
 	}
 	type key struct {
 		size int64
@@ -134,25 +128,13 @@ func (p *plan) collectExtents(ctx context.Context, speculate bool, known map[*in
 			groups = append(groups, byHead[k])
 		}
 	}
-	same := known
-	switch {
-	case same != nil:
-	case speculate:
-		same = map[*inode]*inode{}
-		for _, g := range groups {
-			for _, ino := range g {
-				same[ino] = g[0]
-			}
-		}
-		pending = groups
-	default:
-		if same, err = compareAll(ctx, groups); err != nil {
-			return nil, err
-		}
+	same, err := compareAll(ctx, groups)
+	if err != nil {
+		return err
 	}
 	sums := make([][32]byte, len(small))
 	if err := hashAll(ctx, small, sums, -1); err != nil {
-		return nil, err
+		return err
 	}
 	smallSum := make(map[*inode][32]byte, len(small))
 	for i, ino := range small {
@@ -185,24 +167,7 @@ func (p *plan) collectExtents(ctx context.Context, speculate bool, known map[*in
 		p.extents = append(p.extents, e)
 		p.shared -= e.size
 	}
-	return pending, nil
-}
-
-// rewrites counts images written again because speculative sharing
-// failed, for tests.
-var rewrites atomic.Int64
-
-// confirmed says whether the comparison of the groups (same, from
-// compareAll) found each of them identical throughout, as speculated.
-func confirmed(groups [][]*inode, same map[*inode]*inode) bool {
-	for _, g := range groups {
-		for _, ino := range g {
-			if same[ino] != g[0] {
-				return false
-			}
-		}
-	}
-	return true
+	return nil
 }
 
 // headSize is how much of a big file is hashed to tell it apart from
@@ -901,63 +866,13 @@ func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.Writ
 	if err != nil {
 		return nil, err
 	}
-	// Into a file, the image can be written again if need be, so big
-	// files that look identical (same size, same head) are taken to be,
-	// and compared in full while the image is written, on the CPU time
-	// the writer leaves: the digest of the image, the longest part, then
-	// starts at once. In the rare case they differ, the image is written
-	// again with what the comparison found, the layout a build that
-	// compared first would have made.
-	pending, err := p.collectExtents(ctx, out != nil, nil)
-	if err != nil {
+	if err := p.collectExtents(ctx); err != nil {
 		return nil, err
 	}
 	if err := p.assign(); err != nil {
 		return nil, err
 	}
-	if len(pending) == 0 {
-		return p.write(ctx, sink, wa, out, flush)
-	}
-	type verdict struct {
-		same map[*inode]*inode
-		err  error
-	}
-	vctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan verdict, 1)
-	go func() {
-		same, err := compareAll(vctx, pending)
-		done <- verdict{same, err}
-	}()
-	res, err := p.write(ctx, sink, wa, out, flush)
-	if err != nil {
-		cancel()
-		<-done
-		return nil, err
-	}
-	v := <-done
-	if v.err != nil {
-		return nil, v.err
-	}
-	if confirmed(pending, v.same) {
-		return res, nil
-	}
-	rewrites.Add(1)
-	if _, err := p.collectExtents(ctx, false, v.same); err != nil {
-		return nil, err
-	}
-	if err := p.assign(); err != nil {
-		return nil, err
-	}
-	if err := out.Truncate(0); err != nil {
-		return nil, fmt.Errorf("iso: %w", err)
-	}
-	return p.write(ctx, sink, wa, out, flush)
-}
 
-// write emits the planned image into sink, with its digests.
-func (p *plan) write(ctx context.Context, sink func(*chunk) error, wa io.WriterAt, out *os.File, flush func() error) (*Result, error) {
-	b := p.b
 	// The digests are of the image's bytes, never of the sources apart
 	// (which could change between the copy and the digest). Into a file,
 	// they read the file back (see tailer); into a plain writer, they get

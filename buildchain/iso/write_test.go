@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -122,14 +121,13 @@ func TestChangingSources(t *testing.T) {
 		wantText string
 	}
 	for name, c := range map[string]change{
-		"small grows":     {size: 100, newSize: 101, wantText: "grew"},
-		"small shrinks":   {size: 100, newSize: 50, wantText: "shrank"},
-		"chunked grows":   {size: 2<<20 + 7, newSize: 2<<20 + 8, wantText: "grew"},
-		"chunked shrinks": {size: 2<<20 + 7, newSize: 1 << 20, wantText: "shrank"},
-		"direct grows":    {size: 2<<20 + 7, noSum: true, newSize: 3 << 20, wantText: "grew"},
-		"direct shrinks":  {size: 2<<20 + 7, noSum: true, newSize: 1 << 20, wantText: "shrank"},
-		// Compared while the image is written: either finds it first.
-		"compared shrinks":    {size: 200 << 10, twin: true, newSize: 100 << 10, wantText: "changed size|shrank"},
+		"small grows":         {size: 100, newSize: 101, wantText: "grew"},
+		"small shrinks":       {size: 100, newSize: 50, wantText: "shrank"},
+		"chunked grows":       {size: 2<<20 + 7, newSize: 2<<20 + 8, wantText: "grew"},
+		"chunked shrinks":     {size: 2<<20 + 7, newSize: 1 << 20, wantText: "shrank"},
+		"direct grows":        {size: 2<<20 + 7, noSum: true, newSize: 3 << 20, wantText: "grew"},
+		"direct shrinks":      {size: 2<<20 + 7, noSum: true, newSize: 1 << 20, wantText: "shrank"},
+		"compared shrinks":    {size: 200 << 10, twin: true, newSize: 100 << 10, wantText: "changed size"},
 		"small hashed shrink": {size: 100, twin: true, newSize: 50, wantText: "changed size"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -153,68 +151,12 @@ func TestChangingSources(t *testing.T) {
 			opts.NoChecksumFile = c.noSum
 			outDir := t.TempDir()
 			_, err := Write(context.Background(), filepath.Join(outDir, "x.iso"), src, opts)
-			if err == nil || !strings.Contains(err.Error(), p) || !regexp.MustCompile(c.wantText).MatchString(err.Error()) {
+			if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), c.wantText) {
 				t.Fatalf("error %v, want one naming %s with %q", err, p, c.wantText)
 			}
 			if entries, _ := os.ReadDir(outDir); len(entries) != 0 {
 				t.Fatalf("output directory not empty after an error: %v", entries)
 			}
 		})
-	}
-}
-
-// TestSpeculativeSharing: into a file, big files of the same size and head
-// are taken to be identical while they are compared; where they are not,
-// the image is written again. Either way it is the image that comparing
-// first gives (Builder.Write to a plain writer never speculates).
-func TestSpeculativeSharing(t *testing.T) {
-	for _, differ := range []bool{false, true} {
-		src := filepath.Join(t.TempDir(), "src")
-		a := bytes.Repeat([]byte("layer"), 300<<10)
-		b := bytes.Clone(a)
-		if differ {
-			b[len(b)-1] = '!'
-		}
-		writeFile(t, filepath.Join(src, "a", "layer.tar"), string(a), 0o644)
-		writeFile(t, filepath.Join(src, "b", "layer.tar"), string(b), 0o644)
-		writeFile(t, filepath.Join(src, "c", "other"), "small", 0o644)
-		for _, implant := range []bool{false, true} {
-			opts := productOpts()
-			opts.ImplantMD5 = implant
-			opts.Epoch = testEpoch
-			before := rewrites.Load()
-			out := filepath.Join(t.TempDir(), "x.iso")
-			res := buildISO(t, src, out, opts)
-			if got := rewrites.Load() - before; got != map[bool]int64{false: 0, true: 1}[differ] {
-				t.Errorf("differ %v, implant %v: written again %d times", differ, implant, got)
-			}
-			if want := map[bool]int{false: 2, true: 3}[differ]; res.Extents != want {
-				t.Errorf("differ %v: %d extents, want %d", differ, res.Extents, want)
-			}
-			img, err := os.ReadFile(out)
-			must(t, err)
-			bld, err := New(opts)
-			must(t, err)
-			must(t, bld.AddTree("", src))
-			f, err := os.Create(filepath.Join(t.TempDir(), "w.iso"))
-			must(t, err)
-			if _, err := bld.Write(context.Background(), f); err != nil {
-				t.Fatal(err)
-			}
-			must(t, f.Close())
-			ref, err := os.ReadFile(f.Name())
-			must(t, err)
-			if !bytes.Equal(img, ref) {
-				t.Errorf("differ %v, implant %v: the file differs from the image written after comparing", differ, implant)
-			}
-			recs, _, err := isoTree(img)
-			must(t, err)
-			for p, want := range map[string][]byte{"/a/layer.tar": a, "/b/layer.tar": b} {
-				r := recs[p][0]
-				if got := img[int64(r.lba)*sectorSize : int64(r.lba)*sectorSize+int64(r.size)]; !bytes.Equal(got, want) {
-					t.Errorf("differ %v: %s content differs", differ, p)
-				}
-			}
-		}
 	}
 }
