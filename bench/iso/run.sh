@@ -6,7 +6,7 @@
 #   bench/iso/run.sh [WORKDIR]      (default: a directory under /tmp)
 #
 # RUNS=N rounds (default 3). Prints a Markdown table and the ratios;
-# needs /usr/bin/time, xorriso, genisoimage, go.
+# needs /usr/bin/time, xorriso, genisoimage, openssl, go.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -83,9 +83,11 @@ for _ in $(seq "$runs"); do
 	once "mkiso -implantisomd5" "${mk[@]}" -implantisomd5 "$tree"
 	once xorriso xorriso -as mkisofs -quiet -R -J -joliet-long -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
 	once genisoimage genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
-	# What mkiso's default mode does: the image and its SHA256SUM.
-	once "genisoimage + sha256sum" sh -c "genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o '$out/o.iso' '$tree' && cd '$out' && sha256sum o.iso >SHA256SUM"
-	once "cat + sha256sum" sh -c "find '$tree' -type f -print0 | sort -z | xargs -0 cat | tee '$out/o.cat' | sha256sum >'$out/SHA256SUM'"
+	# What mkiso's default mode does: the image and its SHA-256. The
+	# digest is openssl's, which uses SHA-NI (coreutils sha256sum here
+	# runs at a fifth of its speed).
+	once "genisoimage + sha256" sh -c "genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o '$out/o.iso' '$tree' && cd '$out' && openssl dgst -sha256 -r o.iso >SHA256SUM"
+	once "cat + sha256" sh -c "find '$tree' -type f -print0 | sort -z | xargs -0 cat | tee '$out/o.cat' | openssl dgst -sha256 -r >'$out/SHA256SUM'"
 done
 sort -t$'\t' -k1,1 -k2,2n "$work/runs.tsv" | awk -F'\t' '
 	$1 != name { if (name != "") out(); name = $1; n = 0; rss = 0; cpu = "" }
@@ -108,6 +110,6 @@ awk -F'\t' '{best[$1]=$2; med[$1]=$3; cpu[$1]=$6} END {
 echo
 echo "Default mode (image + SHA256SUM) against the same work by the peers:"
 awk -F'\t' '{best[$1]=$2; med[$1]=$3; cpu[$1]=$6} END {
-	g = "genisoimage + sha256sum"; c = "cat + sha256sum"
+	g = "genisoimage + sha256"; c = "cat + sha256"
 	printf "- mkiso to %s: best wall %.2fx, median wall %.2fx, CPU %.2fx\n", g, best["mkiso"]/best[g], med["mkiso"]/med[g], cpu["mkiso"]/cpu[g]
 	printf "- mkiso to %s: best wall %.2fx, median wall %.2fx, CPU %.2fx\n", c, best["mkiso"]/best[c], med["mkiso"]/med[c], cpu["mkiso"]/cpu[c] }' "$work/results.tsv"
