@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
@@ -89,14 +90,54 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 	if err != nil {
 		return st, err
 	}
+	nw := min(workers, max(len(hrefs), 1))
+	ws := make([]worker, nw)
+	// each runs fn for every package, on a fixed set of workers taking
+	// packages in turn: in an update most packages cost one stat, and a
+	// goroutine each would spend more on scheduling (and waking idle
+	// threads) than on the stat.
+	each := func(fn func(w *worker, i int) error) error {
+		g, gctx := errgroup.WithContext(ctx)
+		var next atomic.Int64
+		for k := range ws {
+			w := &ws[k]
+			g.Go(func() error {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= len(hrefs) {
+						return nil
+					}
+					if err := gctx.Err(); err != nil {
+						return err
+					}
+					if err := fn(w, i); err != nil {
+						return err
+					}
+				}
+			})
+		}
+		return g.Wait()
+	}
 	// The index of the previous run says what changed without reading the
 	// old documents; without one (another tool's repodata, or an index
 	// that does not match), the old documents are decompressed instead.
+	// It is read while the packages are stat'ed.
 	var ix *oldIndex
 	var old *oldRepodata
+	var stats []fileStat
 	if opt.Incremental {
-		if ix = readIndex(dir); ix == nil {
-			old = readOld(dir) // a missing or unreadable old repodata only means no reuse
+		ixDone := make(chan struct{})
+		go func() {
+			defer close(ixDone)
+			if ix = readIndex(dir); ix == nil {
+				old = readOld(dir) // a missing or unreadable old repodata only means no reuse
+			}
+		}()
+		stats = make([]fileStat, len(hrefs))
+		err := statAll(dir, hrefs, stats, each)
+		<-ixDone
+		if err != nil {
+			return st, err
 		}
 	}
 	var byHref map[string]*oldEntry
@@ -137,43 +178,37 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 			start = end
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	// A fixed set of workers takes packages in turn: in an update most
-	// packages cost one stat, and a goroutine each would spend more on
-	// scheduling (and waking idle threads) than on the stat.
-	var next atomic.Int64
-	nw := min(workers, max(len(hrefs), 1))
-	ws := make([]worker, nw)
-	for k := range nw {
-		w := &ws[k]
-		g.Go(func() error {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(hrefs) {
-					return nil
+	err = each(func(w *worker, i int) error {
+		var fst *fileStat
+		if stats != nil {
+			fst = &stats[i]
+		}
+		e, err := packageEntry(dir, hrefs[i], fst, byHref, opt, now, w)
+		if err != nil {
+			return err
+		}
+		entries[i] = e
+		if pre != nil {
+			if c := chunkOf[i]; pending[c].Add(-1) == 0 {
+				start := 0
+				if c > 0 {
+					start = bounds[c-1]
 				}
-				if err := gctx.Err(); err != nil {
-					return err
-				}
-				e, err := packageEntry(dir, hrefs[i], byHref, opt, now, w)
-				if err != nil {
-					return err
-				}
-				entries[i] = e
-				if pre != nil {
-					if c := chunkOf[i]; pending[c].Add(-1) == 0 {
-						start := 0
-						if c > 0 {
-							start = bounds[c-1]
-						}
-						pre[c] = w.compressChunk(entries[start:bounds[c]])
-					}
-				}
+				pre[c] = w.compressChunk(entries[start:bounds[c]])
 			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+		}
+		return nil
+	})
+	if err != nil {
 		return st, err
+	}
+	// The workers' compressors serve what is left to compress (heads and
+	// tails, changed chunks) rather than a fresh one: each is ~1 MiB that
+	// a new process must fault in.
+	for k := range ws {
+		if ws[k].fw != nil {
+			flatePool.Put(ws[k].fw)
+		}
 	}
 	reuse, err := planChunks(dir, entries, bounds, ix, opt, now, &ws[0])
 	if err != nil {
@@ -246,7 +281,7 @@ func planChunks(dir string, entries []entry, bounds []int, ix *oldIndex, opt Opt
 				e.primary, e.files, e.other = f.prim[j], f.files[j], f.other[j]
 				continue
 			}
-			fresh, err := packageEntry(dir, e.href, nil, opt, now, w)
+			fresh, err := packageEntry(dir, e.href, nil, nil, opt, now, w)
 			if err != nil {
 				return nil, err
 			}
@@ -303,36 +338,65 @@ func listRPMs(dir string) ([]string, error) {
 	return hrefs, nil
 }
 
-// packageEntry returns the repodata entry of one package, reused from the
-// old repodata when the file has not changed.
-func packageEntry(dir, href string, old map[string]*oldEntry, opt Options, now time.Time, w *worker) (entry, error) {
-	path := filepath.Join(dir, filepath.FromSlash(href))
-	fi, err := os.Stat(path)
+// fileStat is what an update needs to know of a package file to reuse its
+// entry.
+type fileStat struct {
+	size, mtime int64
+}
+
+// statAll stats every package into stats, relative to an open dir (one
+// path component to resolve instead of the whole path, and no FileInfo).
+func statAll(dir string, hrefs []string, stats []fileStat, each func(func(*worker, int) error) error) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return entry{}, err
+		return err
 	}
-	mtime := fi.ModTime().Unix()
-	clamped := opt.Epoch != nil && mtime >= now.Unix()
-	if clamped {
-		mtime = now.Unix()
+	defer d.Close()
+	fd := int(d.Fd())
+	return each(func(_ *worker, i int) error {
+		var st unix.Stat_t
+		err := unix.Fstatat(fd, hrefs[i], &st, 0)
+		for err == unix.EINTR {
+			err = unix.Fstatat(fd, hrefs[i], &st, 0)
+		}
+		if err != nil {
+			return &fs.PathError{Op: "stat", Path: filepath.Join(dir, filepath.FromSlash(hrefs[i])), Err: err}
+		}
+		stats[i] = fileStat{size: st.Size, mtime: st.Mtim.Sec}
+		return nil
+	})
+}
+
+// packageEntry returns the repodata entry of one package, reused from the
+// old repodata when the file has not changed according to its stat, st.
+// Without st (nothing to reuse) the package is read.
+func packageEntry(dir, href string, st *fileStat, old map[string]*oldEntry, opt Options, now time.Time, w *worker) (entry, error) {
+	path := filepath.Join(dir, filepath.FromSlash(href))
+	// Size and mtime say "unchanged" only when the mtime was not clamped
+	// to the epoch; otherwise trust nothing but a known checksum.
+	clamp := func(mtime int64) (int64, bool) {
+		if opt.Epoch != nil && mtime >= now.Unix() {
+			return now.Unix(), true
+		}
+		return mtime, false
 	}
 	known := opt.Checksums[href]
-	if o := old[href]; o != nil && (o.indexed || o.files != nil && o.other != nil) && o.size == fi.Size() {
-		// Size and mtime say "unchanged" only when the mtime was not
-		// clamped; otherwise trust nothing but a known checksum.
+	if o := old[href]; st != nil && o != nil && (o.indexed || o.files != nil && o.other != nil) && o.size == st.size {
+		mtime, clamped := clamp(st.mtime)
 		if known != "" && known == o.pkgid || known == "" && !clamped && o.time == mtime {
 			// An indexed entry's fragments are filled in by planChunks,
 			// and only if its chunk is not copied whole.
 			return entry{href: href, pkgid: o.pkgid, size: o.size, time: o.time, old: o, primary: o.primary, files: o.files, other: o.other}, nil
 		}
 	}
-	p, err := w.readPackage(path)
+	p, mtime, err := w.readPackage(path)
 	if err != nil {
 		return entry{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if known != "" && known != p.Checksum {
 		return entry{}, fmt.Errorf("%s: sha256 is %s, expected %s", path, p.Checksum, known)
 	}
+	mtime, _ = clamp(mtime)
 	p.Location = href
 	p.TimeFile = mtime
 	e := entry{href: href, pkgid: p.Checksum, size: p.SizePackage, time: mtime, fresh: true}
@@ -356,7 +420,8 @@ func (e *entry) doc(k int) []byte {
 // given, is ignored.
 func ReadPackage(path string, pool *sync.Pool) (*repomd.Package, error) {
 	var w worker
-	return w.readPackage(path)
+	p, _, err := w.readPackage(path)
+	return p, err
 }
 
 // hashReader feeds what the header parser reads past the first chunk into
@@ -463,19 +528,28 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 	// An update compresses a few chunks: one compressor, reused from the
 	// pool for all of them, touches less fresh memory (each compressor's
 	// tables are ~1 MiB, page-faulted in a new process) than one per
-	// document running in parallel. A full run compresses in parallel.
+	// document running in parallel. It runs beside the documents' writers,
+	// which meanwhile hash the content (and inflate the copied members)
+	// for the open-checksums and wait for it only to write the members. A
+	// run with much to compress compresses each document in its writer.
+	var ready chan struct{}
 	if pending < 1<<20 {
-		for i := range docParts {
-			for k := range docParts[i] {
-				if p := &docParts[i][k]; !p.copied && len(p.content) > 0 {
-					p.sum = sha256.Sum256(p.content)
-					var ok bool
-					if p.member, ok = legacy[docs[i].typ][p.sum]; !ok {
-						p.member = compressMember(p.content, p.sum)
+		ready = make(chan struct{})
+		go func() {
+			defer close(ready)
+			for i := range docParts {
+				for k := range docParts[i] {
+					if p := &docParts[i][k]; !p.copied && p.n == 0 && len(p.content) > 0 {
+						// The writer computes p.sum itself at the same time.
+						sum := sha256.Sum256(p.content)
+						var ok bool
+						if p.member, ok = legacy[docs[i].typ][sum]; !ok {
+							p.member = compressMember(p.content, sum)
+						}
 					}
 				}
 			}
-		}
+		}()
 	}
 	var g errgroup.Group
 	for i, d := range docs {
@@ -484,12 +558,16 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 			if ix != nil {
 				oldParts = ix.Docs[d.typ].Parts
 			}
-			m, xd, err := writeDoc(tmp, d.typ, docParts[i], legacy[d.typ], oldParts)
+			m, xd, err := writeDoc(tmp, d.typ, docParts[i], legacy[d.typ], oldParts, ready)
 			files[i], ixDocs[i] = m, xd
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	if ready != nil {
+		<-ready // the compressor writes into docParts until then
+	}
+	if err != nil {
 		return err
 	}
 	for i, d := range docs {
@@ -527,16 +605,20 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 // it to the createrepo "unique" name <sha256>-<type>.xml.gz. A part given
 // as a member is copied; a part whose content has the sha256 of a member
 // of the previous run (legacy, read from the old documents) copies that;
-// others are compressed. The open-checksum resumes from oldParts' state
-// before the first part that differs from the previous run's part at the
-// same place: the bytes before it are the same, so is the state.
-func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldParts []indexPart) (mdFile, indexDoc, error) {
+// others are compressed, by the caller's compressor when ready is not nil
+// (closed once it has set their members), else here. The open-checksum
+// resumes from oldParts' state before the first part that differs from
+// the previous run's part at the same place: the bytes before it are the
+// same, so is the state.
+func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldParts []indexPart, ready <-chan struct{}) (mdFile, indexDoc, error) {
 	m := mdFile{typ: typ}
 	xd := indexDoc{Parts: make([]indexPart, len(parts))}
 	sums := make([]string, len(parts))
 	for i := range parts {
+		// Only the content is read here: the members of content parts
+		// are being set by the compressor.
 		p := &parts[i]
-		if p.member == nil {
+		if !p.copied && p.n == 0 {
 			p.sum = sha256.Sum256(p.content)
 		}
 		if p.copied || p.contentLen() > 0 {
@@ -554,17 +636,12 @@ func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldPart
 			osum.Reset()
 		}
 	}
-	f, err := os.CreateTemp(dir, fsutil.TempPrefix+typ+"-*")
-	if err != nil {
-		return m, xd, err
-	}
-	defer f.Close()
-	zsum := sha256.New()
-	bw := newBufWriter(io.MultiWriter(f, zsum))
+	// The open-checksum, and the state before each part.
 	var mh memberHasher
-	for i, p := range parts {
+	for i := range parts {
+		p := &parts[i]
 		xp := &xd.Parts[i]
-		xp.Sum, xp.Off = sums[i], m.size
+		xp.Sum = sums[i]
 		if i < resume {
 			xp.State = oldParts[i].State
 		} else {
@@ -573,10 +650,10 @@ func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldPart
 		if sums[i] == "" {
 			continue // empty: no member
 		}
-		z := p.member
 		if p.copied {
 			// The content is the copied member's: its length is in the
 			// gzip trailer, its bytes are needed only past the resume point.
+			z := p.member
 			m.openSize += int64(binary.LittleEndian.Uint32(z[len(z)-4:]))
 			if i >= resume {
 				if err := mh.hash(osum, z); err != nil {
@@ -588,11 +665,30 @@ func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldPart
 			if i >= resume {
 				p.hashContent(osum)
 			}
-			if z == nil {
-				var ok bool
-				if z, ok = legacy[p.sum]; !ok {
-					z = compressMember(p.content, p.sum)
-				}
+		}
+	}
+	if ready != nil {
+		<-ready
+	}
+	f, err := os.CreateTemp(dir, fsutil.TempPrefix+typ+"-*")
+	if err != nil {
+		return m, xd, err
+	}
+	defer f.Close()
+	zsum := sha256.New()
+	bw := newBufWriter(io.MultiWriter(f, zsum))
+	for i := range parts {
+		p := &parts[i]
+		xp := &xd.Parts[i]
+		xp.Off = m.size
+		if sums[i] == "" {
+			continue
+		}
+		z := p.member
+		if z == nil {
+			var ok bool
+			if z, ok = legacy[p.sum]; !ok {
+				z = compressMember(p.content, p.sum)
 			}
 		}
 		if _, err := bw.Write(z); err != nil {
@@ -624,11 +720,11 @@ type bufWriter struct {
 	buf []byte
 }
 
-// 256 KiB is large enough for the syscalls and hashes below and, unlike
-// 1 MiB, no larger than a whole document of a 1,000-package repository
-// (~170 KiB compressed): an update, which writes little else, does not
-// pay for faulting in buffer pages it never fills.
-func newBufWriter(w io.Writer) *bufWriter { return &bufWriter{w: w, buf: make([]byte, 0, 256<<10)} }
+// 64 KiB is large enough for the syscalls and hashes below, and small
+// next to the page faults a larger buffer costs a new process (a full run
+// writes three documents at once; members larger than the buffer are
+// written directly).
+func newBufWriter(w io.Writer) *bufWriter { return &bufWriter{w: w, buf: make([]byte, 0, 64<<10)} }
 
 func (b *bufWriter) Write(p []byte) (int, error) {
 	if len(b.buf)+len(p) > cap(b.buf) {

@@ -62,19 +62,20 @@ func (w *worker) fragments(p *repomd.Package) (primary, files, other []byte) {
 }
 
 // readPackage reads an RPM file's headers and sha256 in one pass and
-// returns its repodata entry without Location or TimeFile.
-func (w *worker) readPackage(path string) (*repomd.Package, error) {
+// returns its repodata entry without Location or TimeFile, and the file's
+// modification time (seconds).
+func (w *worker) readPackage(path string) (*repomd.Package, int64, error) {
 	if w.buf == nil {
 		w.buf = make([]byte, readBufSize)
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	size := fi.Size()
 	h := sha256.New()
@@ -84,34 +85,34 @@ func (w *worker) readPackage(path string) (*repomd.Package, error) {
 	// its error) does the streaming reader take over.
 	n, err := io.ReadFull(f, buf)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return nil, err
+		return nil, 0, err
 	}
 	h.Write(buf[:n])
 	rp := parseHeaders(buf[:n])
 	if rp == nil {
 		// The parser copies what it keeps, so buf is free again afterwards.
 		if rp, err = rpmfile.Read(io.MultiReader(bytes.NewReader(buf[:n]), hashReader{f, h})); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	// The headers may lie in buf: take what the entry needs (FromHeader
 	// copies every string) before buf is reused for the rest.
 	p, err := FromHeader(rp)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	m, err := io.CopyBuffer(h, hashSkip{f}, buf)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if pos, _ := f.Seek(0, io.SeekCurrent); pos != size || m < 0 {
-		return nil, fmt.Errorf("file changed size while being read")
+		return nil, 0, fmt.Errorf("file changed size while being read")
 	}
 	p.ChecksumType = "sha256"
 	var sum [sha256.Size]byte
 	p.Checksum = hex.EncodeToString(h.Sum(sum[:0]))
 	p.SizePackage = size
-	return p, nil
+	return p, fi.ModTime().Unix(), nil
 }
 
 // RPM lead and header layout, as rpmfile reads them.
