@@ -16,6 +16,7 @@ import (
 	"strconv"
 
 	"github.com/klauspost/compress/flate"
+	"golang.org/x/sys/unix"
 
 	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
 )
@@ -85,11 +86,23 @@ type indexPart struct {
 
 // encode returns the index file.
 func (ix *index) encode() []byte {
-	n := 64 + len(ix.Packages)*128
-	for _, d := range ix.Docs {
-		n += 64 + len(d.Parts)*256
+	var b bytes.Buffer
+	ix.encodeTo(&b)
+	return b.Bytes()
+}
+
+// encodeTo writes the index file to w through a small buffer.
+func (ix *index) encodeTo(w io.Writer) error {
+	b := make([]byte, 0, 32<<10)
+	var err error
+	flush := func() {
+		if len(b) > 28<<10 {
+			if _, e := w.Write(b); e != nil && err == nil {
+				err = e
+			}
+			b = b[:0]
+		}
 	}
-	b := make([]byte, 0, n)
 	b = append(b, "repogen-index "...)
 	b = strconv.AppendInt(b, indexVersion, 10)
 	b = append(b, "\nrepomd "...)
@@ -117,6 +130,7 @@ func (ix *index) encode() []byte {
 			b = append(b, ' ')
 			b = base64.StdEncoding.AppendEncode(b, p.State)
 			b = append(b, '\n')
+			flush()
 		}
 	}
 	b = append(b, "packages "...)
@@ -131,8 +145,12 @@ func (ix *index) encode() []byte {
 		b = append(b, ' ')
 		b = strconv.AppendQuote(b, p.Href)
 		b = append(b, '\n')
+		flush()
 	}
-	return b
+	if _, e := w.Write(b); e != nil && err == nil {
+		err = e
+	}
+	return err
 }
 
 // indexLines reads an index file line by line.
@@ -270,8 +288,38 @@ func decodeIndex(data []byte) (ix index, ok bool) {
 // out of them).
 type oldIndex struct {
 	index
-	raw    map[string][]byte // compressed documents by type
+	raw    map[string][]byte // compressed documents by type, mapped read-only
 	bounds []int             // chunk ends over Packages, as chunkBounds
+	maps   [][]byte          // what close unmaps
+}
+
+// close unmaps the documents; nothing read from raw may be used after.
+func (ix *oldIndex) close() {
+	for _, m := range ix.maps {
+		unix.Munmap(m)
+	}
+	ix.maps, ix.raw = nil, nil
+}
+
+// mapFile maps a file read-only. The old documents are mapped rather than
+// read: their pages are in the page cache already, where reading them
+// would copy them into fresh memory, which a new process pays for page by
+// page. Files in repodata are never changed in place (each run writes new
+// ones and swaps the directory), so the mapping stays valid.
+func mapFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() == 0 || fi.Size() > 1<<31 || !fi.Mode().IsRegular() {
+		return nil, errors.New("not a mappable document")
+	}
+	return unix.Mmap(int(f.Fd()), 0, int(fi.Size()), unix.PROT_READ, unix.MAP_SHARED)
 }
 
 var docTypes = []string{"primary", "filelists", "other"}
@@ -307,15 +355,22 @@ func readIndex(dir string) *oldIndex {
 	}
 	ix.bounds = chunkBounds(hrefs)
 	ix.raw = map[string][]byte{}
+	ok = false
+	defer func() {
+		if !ok {
+			ix.close()
+		}
+	}()
 	for _, typ := range docTypes {
 		d, doc := md.Data(typ), ix.Docs[typ]
 		if d == nil || d.Checksum.Type != "sha256" || d.Checksum.Value != doc.Checksum || len(doc.Parts) != len(ix.bounds)+2 {
 			return nil
 		}
-		raw, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(d.Location)))
+		raw, err := mapFile(filepath.Join(dir, filepath.FromSlash(d.Location)))
 		if err != nil {
 			return nil
 		}
+		ix.maps = append(ix.maps, raw)
 		if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != d.Checksum.Value {
 			return nil
 		}
@@ -332,6 +387,7 @@ func readIndex(dir string) *oldIndex {
 		}
 		ix.raw[typ] = raw
 	}
+	ok = true
 	return &ix
 }
 

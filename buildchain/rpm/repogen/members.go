@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"hash/crc32"
-	"hash/fnv"
 	"io"
 	"sync"
 
@@ -36,9 +35,13 @@ func chunkBounds(hrefs []string) []int {
 	n := 0
 	for i, h := range hrefs {
 		n++
-		f := fnv.New32a()
-		io.WriteString(f, h)
-		if f.Sum32()&chunkMask == 0 || n == chunkMax {
+		// FNV-1a, 32 bits (hash/fnv's New32a, without an allocation each).
+		f := uint32(2166136261)
+		for k := 0; k < len(h); k++ {
+			f ^= uint32(h[k])
+			f *= 16777619
+		}
+		if f&chunkMask == 0 || n == chunkMax {
 			ends = append(ends, i+1)
 			n = 0
 		}

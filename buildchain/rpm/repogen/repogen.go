@@ -24,7 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,11 +67,13 @@ type Stats struct {
 }
 
 type entry struct {
-	href                  string
-	pkgid                 string
-	size, time            int64     // for the index
-	fresh                 bool      // read from the package, not reused
-	old                   *oldEntry // the previous run's entry, when reused
+	href       string
+	pkgid      string
+	size, time int64 // for the index
+	fresh      bool  // read from the package, not reused
+	// oldPos and oldChunk place an entry reused from the previous run's
+	// index in that run's packages and chunks; oldPos is -1 otherwise.
+	oldPos, oldChunk      int32
 	primary, files, other []byte
 }
 
@@ -136,21 +138,33 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 		stats = make([]fileStat, len(hrefs))
 		err := statAll(dir, hrefs, stats, each)
 		<-ixDone
+		if ix != nil {
+			defer ix.close()
+		}
 		if err != nil {
 			return st, err
 		}
 	}
 	var byHref map[string]*oldEntry
 	var members map[string]map[[32]byte][]byte
+	// With an index, each package's old entry is found by merging the
+	// two sorted lists: oldPos[i] is its place in the index, or -1.
+	var oldPos, oldChunk []int32
 	switch {
 	case ix != nil:
-		byHref = make(map[string]*oldEntry, len(ix.Packages))
-		c := 0
-		for i, p := range ix.Packages {
-			for i >= ix.bounds[c] {
-				c++
+		oldPos, oldChunk = make([]int32, len(hrefs)), make([]int32, len(hrefs))
+		j, c := 0, 0
+		for i, h := range hrefs {
+			for j < len(ix.Packages) && ix.Packages[j].Href < h {
+				j++
 			}
-			byHref[p.Href] = &oldEntry{pkgid: p.Pkgid, size: p.Size, time: p.Time, indexed: true, chunk: c, pos: i}
+			oldPos[i] = -1
+			if j < len(ix.Packages) && ix.Packages[j].Href == h {
+				for j >= ix.bounds[c] {
+					c++
+				}
+				oldPos[i], oldChunk[i] = int32(j), int32(c)
+			}
 		}
 	case old != nil:
 		byHref, members = old.byHref, old.members
@@ -183,7 +197,18 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 		if stats != nil {
 			fst = &stats[i]
 		}
-		e, err := packageEntry(dir, hrefs[i], fst, byHref, opt, now, w)
+		var o *oldEntry
+		var oe oldEntry
+		if oldPos != nil {
+			if j := oldPos[i]; j >= 0 {
+				p := &ix.Packages[j]
+				oe = oldEntry{pkgid: p.Pkgid, size: p.Size, time: p.Time, indexed: true, chunk: int(oldChunk[i]), pos: int(j)}
+				o = &oe
+			}
+		} else if byHref != nil {
+			o = byHref[hrefs[i]]
+		}
+		e, err := packageEntry(dir, hrefs[i], fst, o, opt, now, w)
 		if err != nil {
 			return err
 		}
@@ -264,20 +289,21 @@ func planChunks(dir string, entries []entry, bounds []int, ix *oldIndex, opt Opt
 		}
 		for k := range chunk {
 			e := &chunk[k]
-			if e.old == nil || e.primary != nil {
+			if e.oldPos < 0 || e.primary != nil {
 				continue
 			}
-			f := loaded[e.old.chunk]
+			oc := int(e.oldChunk)
+			f := loaded[oc]
 			if f == nil {
 				f = &frags{}
-				f.prim, f.files, f.other, f.ok = ix.chunkFragments(e.old.chunk)
-				loaded[e.old.chunk] = f
+				f.prim, f.files, f.other, f.ok = ix.chunkFragments(oc)
+				loaded[oc] = f
 			}
 			first := 0
-			if e.old.chunk > 0 {
-				first = ix.bounds[e.old.chunk-1]
+			if oc > 0 {
+				first = ix.bounds[oc-1]
 			}
-			if j := e.old.pos - first; f.ok && html.UnescapeString(between(f.prim[j], []byte(`<location href="`), []byte(`"`))) == e.href {
+			if j := int(e.oldPos) - first; f.ok && html.UnescapeString(between(f.prim[j], []byte(`<location href="`), []byte(`"`))) == e.href {
 				e.primary, e.files, e.other = f.prim[j], f.files[j], f.other[j]
 				continue
 			}
@@ -303,7 +329,7 @@ func sameChunk(chunk []entry, ix *oldIndex, oc int) bool {
 		return false
 	}
 	for k, e := range chunk {
-		if e.fresh || e.old == nil || e.old.pos != first+k {
+		if e.fresh || e.oldPos < 0 || int(e.oldPos) != first+k {
 			return false
 		}
 	}
@@ -311,30 +337,40 @@ func sameChunk(chunk []entry, ix *oldIndex, oc int) bool {
 }
 
 // listRPMs returns the slash-separated paths of the RPMs below dir, sorted,
-// skipping repodata and the temporary litter of interrupted runs.
+// skipping repodata and the temporary litter of interrupted runs. Symbolic
+// links are not followed, nor listed.
 func listRPMs(dir string) ([]string, error) {
 	var hrefs []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	var walk func(rel string) error
+	walk = func(rel string) error {
+		f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
 		if err != nil {
 			return err
 		}
-		name := d.Name()
-		if d.IsDir() {
-			if p != dir && (name == "repodata" || strings.HasPrefix(name, ".")) {
-				return filepath.SkipDir
-			}
-			return nil
+		ents, err := f.ReadDir(-1)
+		f.Close()
+		if err != nil {
+			return err
 		}
-		if strings.HasSuffix(name, ".rpm") && !strings.HasSuffix(name, ".src.rpm") && !strings.HasPrefix(name, ".") && d.Type().IsRegular() {
-			rel, _ := filepath.Rel(dir, p)
-			hrefs = append(hrefs, filepath.ToSlash(rel))
+		for _, d := range ents {
+			name := d.Name()
+			if d.IsDir() {
+				if name == "repodata" || strings.HasPrefix(name, ".") {
+					continue
+				}
+				if err := walk(rel + name + "/"); err != nil {
+					return err
+				}
+			} else if strings.HasSuffix(name, ".rpm") && !strings.HasSuffix(name, ".src.rpm") && !strings.HasPrefix(name, ".") && d.Type().IsRegular() {
+				hrefs = append(hrefs, rel+name)
+			}
 		}
 		return nil
-	})
-	if err != nil {
+	}
+	if err := walk(""); err != nil {
 		return nil, fmt.Errorf("listing RPMs in %s: %w", dir, err)
 	}
-	sort.Strings(hrefs)
+	slices.Sort(hrefs)
 	return hrefs, nil
 }
 
@@ -370,7 +406,7 @@ func statAll(dir string, hrefs []string, stats []fileStat, each func(func(*worke
 // packageEntry returns the repodata entry of one package, reused from the
 // old repodata when the file has not changed according to its stat, st.
 // Without st (nothing to reuse) the package is read.
-func packageEntry(dir, href string, st *fileStat, old map[string]*oldEntry, opt Options, now time.Time, w *worker) (entry, error) {
+func packageEntry(dir, href string, st *fileStat, o *oldEntry, opt Options, now time.Time, w *worker) (entry, error) {
 	path := filepath.Join(dir, filepath.FromSlash(href))
 	// Size and mtime say "unchanged" only when the mtime was not clamped
 	// to the epoch; otherwise trust nothing but a known checksum.
@@ -381,12 +417,16 @@ func packageEntry(dir, href string, st *fileStat, old map[string]*oldEntry, opt 
 		return mtime, false
 	}
 	known := opt.Checksums[href]
-	if o := old[href]; st != nil && o != nil && (o.indexed || o.files != nil && o.other != nil) && o.size == st.size {
+	if st != nil && o != nil && (o.indexed || o.files != nil && o.other != nil) && o.size == st.size {
 		mtime, clamped := clamp(st.mtime)
 		if known != "" && known == o.pkgid || known == "" && !clamped && o.time == mtime {
 			// An indexed entry's fragments are filled in by planChunks,
 			// and only if its chunk is not copied whole.
-			return entry{href: href, pkgid: o.pkgid, size: o.size, time: o.time, old: o, primary: o.primary, files: o.files, other: o.other}, nil
+			e := entry{href: href, pkgid: o.pkgid, size: o.size, time: o.time, oldPos: -1, primary: o.primary, files: o.files, other: o.other}
+			if o.indexed {
+				e.oldPos, e.oldChunk = int32(o.pos), int32(o.chunk)
+			}
+			return e, nil
 		}
 	}
 	p, mtime, err := w.readPackage(path)
@@ -399,7 +439,7 @@ func packageEntry(dir, href string, st *fileStat, old map[string]*oldEntry, opt 
 	mtime, _ = clamp(mtime)
 	p.Location = href
 	p.TimeFile = mtime
-	e := entry{href: href, pkgid: p.Checksum, size: p.SizePackage, time: mtime, fresh: true}
+	e := entry{href: href, pkgid: p.Checksum, size: p.SizePackage, time: mtime, fresh: true, oldPos: -1}
 	e.primary, e.files, e.other = w.fragments(p)
 	return e, nil
 }
@@ -459,6 +499,7 @@ type part struct {
 	member  []byte
 	sum     [32]byte
 	copied  bool
+	oldOff  int64 // where a copied member lies in the previous document
 }
 
 func (p *part) contentLen() int { return len(p.content) + p.n }
@@ -510,11 +551,18 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 			if pre != nil {
 				parts = append(parts, pre[c][i])
 			} else if reuse[c] >= 0 {
-				p := part{member: ix.member(d.typ, reuse[c]+1), copied: true}
+				p := part{member: ix.member(d.typ, reuse[c]+1), copied: true, oldOff: ix.Docs[d.typ].Parts[reuse[c]+1].Off}
 				hex.Decode(p.sum[:], []byte(ix.Docs[d.typ].Parts[reuse[c]+1].Sum))
 				parts = append(parts, p)
 			} else {
-				var c []byte
+				// Sized first: growing it by appends would touch
+				// several times the memory, each page a fault in a
+				// new process.
+				n := 0
+				for k := start; k < end; k++ {
+					n += len(d.part(&entries[k]))
+				}
+				c := make([]byte, 0, n)
 				for k := start; k < end; k++ {
 					c = append(c, d.part(&entries[k])...)
 				}
@@ -555,10 +603,11 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 	for i, d := range docs {
 		g.Go(func() error {
 			var oldParts []indexPart
+			var oldDoc []byte
 			if ix != nil {
-				oldParts = ix.Docs[d.typ].Parts
+				oldParts, oldDoc = ix.Docs[d.typ].Parts, ix.raw[d.typ]
 			}
-			m, xd, err := writeDoc(tmp, d.typ, docParts[i], legacy[d.typ], oldParts, ready)
+			m, xd, err := writeDoc(tmp, d.typ, docParts[i], legacy[d.typ], oldParts, oldDoc, ready)
 			files[i], ixDocs[i] = m, xd
 			return err
 		})
@@ -579,7 +628,15 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 	}
 	mdSum := sha256.Sum256(md)
 	newIx.Repomd = hex.EncodeToString(mdSum[:])
-	if err := os.WriteFile(filepath.Join(tmp, indexName), newIx.encode(), 0o644); err != nil {
+	ixf, err := os.OpenFile(filepath.Join(tmp, indexName), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	err = newIx.encodeTo(ixf)
+	if cerr := ixf.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	if sign != nil {
@@ -610,7 +667,7 @@ func writeRepodata(dir string, entries []entry, bounds, reuse []int, pre [][3]pa
 // resumes from oldParts' state before the first part that differs from
 // the previous run's part at the same place: the bytes before it are the
 // same, so is the state.
-func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldParts []indexPart, ready <-chan struct{}) (mdFile, indexDoc, error) {
+func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldParts []indexPart, oldDoc []byte, ready <-chan struct{}) (mdFile, indexDoc, error) {
 	m := mdFile{typ: typ}
 	xd := indexDoc{Parts: make([]indexPart, len(parts))}
 	sums := make([]string, len(parts))
@@ -677,25 +734,38 @@ func writeDoc(dir, typ string, parts []part, legacy map[[32]byte][]byte, oldPart
 	defer f.Close()
 	zsum := sha256.New()
 	bw := newBufWriter(io.MultiWriter(f, zsum))
-	for i := range parts {
+	for i := 0; i < len(parts); i++ {
 		p := &parts[i]
-		xp := &xd.Parts[i]
-		xp.Off = m.size
+		xd.Parts[i].Off = m.size
 		if sums[i] == "" {
 			continue
 		}
 		z := p.member
-		if z == nil {
-			var ok bool
-			if z, ok = legacy[p.sum]; !ok {
-				z = compressMember(p.content, p.sum)
+		if p.copied && oldDoc != nil {
+			// Copied members that follow each other in the previous
+			// document are written with one call.
+			start, end := p.oldOff, p.oldOff+int64(len(z))
+			xd.Parts[i].Len = int64(len(z))
+			for i+1 < len(parts) && parts[i+1].copied && parts[i+1].oldOff == end {
+				i++
+				n := int64(len(parts[i].member))
+				xd.Parts[i].Off, xd.Parts[i].Len = m.size+end-start, n
+				end += n
 			}
+			z = oldDoc[start:end]
+		} else {
+			if z == nil {
+				var ok bool
+				if z, ok = legacy[p.sum]; !ok {
+					z = compressMember(p.content, p.sum)
+				}
+			}
+			xd.Parts[i].Len = int64(len(z))
 		}
 		if _, err := bw.Write(z); err != nil {
 			return m, xd, err
 		}
 		m.size += int64(len(z))
-		xp.Len = int64(len(z))
 	}
 	if err := bw.Flush(); err != nil {
 		return m, xd, err
