@@ -88,8 +88,30 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 	}
+	// The index of the previous run says what changed without reading the
+	// old documents; without one (another tool's repodata, or an index
+	// that does not match), the old documents are decompressed instead.
+	// It is read while the packages are listed and stat'ed.
+	var ix *oldIndex
+	var old *oldRepodata
+	var ixDone chan struct{}
+	if opt.Incremental {
+		ixDone = make(chan struct{})
+		go func() {
+			defer close(ixDone)
+			if ix = readIndex(dir); ix == nil {
+				old = readOld(dir) // a missing or unreadable old repodata only means no reuse
+			}
+		}()
+	}
 	hrefs, err := listRPMs(dir)
 	if err != nil {
+		if ixDone != nil {
+			<-ixDone
+			if ix != nil {
+				ix.close()
+			}
+		}
 		return st, err
 	}
 	nw := min(workers, max(len(hrefs), 1))
@@ -120,21 +142,8 @@ func Generate(ctx context.Context, dir string, opt Options) (Stats, error) {
 		}
 		return g.Wait()
 	}
-	// The index of the previous run says what changed without reading the
-	// old documents; without one (another tool's repodata, or an index
-	// that does not match), the old documents are decompressed instead.
-	// It is read while the packages are stat'ed.
-	var ix *oldIndex
-	var old *oldRepodata
 	var stats []fileStat
 	if opt.Incremental {
-		ixDone := make(chan struct{})
-		go func() {
-			defer close(ixDone)
-			if ix = readIndex(dir); ix == nil {
-				old = readOld(dir) // a missing or unreadable old repodata only means no reuse
-			}
-		}()
 		stats = make([]fileStat, len(hrefs))
 		err := statAll(dir, hrefs, stats, each)
 		<-ixDone
