@@ -17,8 +17,6 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
-
-	"github.com/metalk8s/buildchain/buildchain/rpm/repomd"
 )
 
 // An incremental run must know, for every package, whether it changed,
@@ -332,18 +330,15 @@ func readIndex(dir string) *oldIndex {
 	if err != nil {
 		return nil
 	}
-	data, err := os.ReadFile(filepath.Join(rd, indexName))
+	data, err := mapFile(filepath.Join(rd, indexName))
 	if err != nil {
 		return nil
 	}
+	defer unix.Munmap(data) // decodeIndex copies what it keeps
 	mdSum := sha256.Sum256(mdBytes)
 	var ix oldIndex
 	var ok bool
 	if ix.index, ok = decodeIndex(data); !ok || ix.Repomd != hex.EncodeToString(mdSum[:]) {
-		return nil
-	}
-	md, err := repomd.ParseRepomd(bytes.NewReader(mdBytes))
-	if err != nil {
 		return nil
 	}
 	hrefs := make([]string, len(ix.Packages))
@@ -362,16 +357,19 @@ func readIndex(dir string) *oldIndex {
 		}
 	}()
 	for _, typ := range docTypes {
-		d, doc := md.Data(typ), ix.Docs[typ]
-		if d == nil || d.Checksum.Type != "sha256" || d.Checksum.Value != doc.Checksum || len(doc.Parts) != len(ix.bounds)+2 {
+		// The index belongs to this repomd.xml, which the same run wrote
+		// listing each document as repodata/<checksum>-<type>.xml.gz
+		// with that checksum: no need to parse it again.
+		doc := ix.Docs[typ]
+		if len(doc.Parts) != len(ix.bounds)+2 {
 			return nil
 		}
-		raw, err := mapFile(filepath.Join(dir, filepath.FromSlash(d.Location)))
+		raw, err := mapFile(filepath.Join(rd, doc.Checksum+"-"+typ+".xml.gz"))
 		if err != nil {
 			return nil
 		}
 		ix.maps = append(ix.maps, raw)
-		if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != d.Checksum.Value {
+		if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != doc.Checksum {
 			return nil
 		}
 		var off int64
