@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/flate"
 	"golang.org/x/sys/unix"
@@ -405,16 +406,22 @@ func (ix *oldIndex) chunkFragments(c int) (prim, files, other [][]byte, ok bool)
 		start = ix.bounds[c-1]
 	}
 	n := ix.bounds[c] - start
+	// The three members are inflated at once: an update waits for them.
 	var docs [3][][]byte
+	var good [3]bool
+	var wg sync.WaitGroup
 	for k, typ := range docTypes {
-		content, err := inflateMember(ix.member(typ, c+1))
-		if err != nil {
-			return nil, nil, nil, false
-		}
-		docs[k] = fragments(content)
-		if len(docs[k]) != n {
-			return nil, nil, nil, false
-		}
+		wg.Go(func() {
+			content, err := inflateMember(ix.member(typ, c+1))
+			if err == nil {
+				docs[k] = fragments(content)
+				good[k] = len(docs[k]) == n
+			}
+		})
+	}
+	wg.Wait()
+	if !good[0] || !good[1] || !good[2] {
+		return nil, nil, nil, false
 	}
 	return docs[0], docs[1], docs[2], true
 }

@@ -26,6 +26,7 @@ import (
 // written.
 type worker struct {
 	buf   []byte // file reads; the first read usually holds both headers
+	reads int    // packages read
 	xml   []byte // one fragment being written
 	arena []byte // what outlives a package: fragments, members
 	zbuf  bytes.Buffer
@@ -34,7 +35,9 @@ type worker struct {
 
 // readBufSize is the size of a worker's reads. 256 KiB holds the headers
 // of nearly every package and stays in the L2 cache between the copy out
-// of the page cache and the hash that reads it back.
+// of the page cache and the hash that reads it back. A worker's first
+// package is read with a quarter of that: an update often reads just one,
+// and every page of a buffer is a fault in a new process.
 const readBufSize = 256 << 10
 
 // arenaSlab is the size of each block of a worker's arena.
@@ -65,7 +68,10 @@ func (w *worker) fragments(p *repomd.Package) (primary, files, other []byte) {
 // returns its repodata entry without Location or TimeFile, and the file's
 // modification time (seconds).
 func (w *worker) readPackage(path string) (*repomd.Package, int64, error) {
-	if w.buf == nil {
+	switch w.reads++; w.reads {
+	case 1:
+		w.buf = make([]byte, readBufSize/4)
+	case 2:
 		w.buf = make([]byte, readBufSize)
 	}
 	f, err := os.Open(path)
