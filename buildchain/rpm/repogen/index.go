@@ -158,28 +158,28 @@ type indexLines struct {
 	bad  bool
 }
 
-// fields returns the next line split in exactly n fields, or marks the
-// reader bad.
-func (r *indexLines) fields(n int) [][]byte {
+// fields returns the next line split in exactly n (at most 4) fields, or
+// marks the reader bad. The fields come back in an array, not a slice, so
+// that nothing is allocated per line.
+func (r *indexLines) fields(n int) (f [4][]byte) {
 	if r.bad {
-		return nil
+		return f
 	}
 	line, rest, ok := bytes.Cut(r.data, []byte{'\n'})
 	if !ok {
 		r.bad = true
-		return nil
+		return f
 	}
 	r.data = rest
-	var f [6][]byte
 	for i := 0; i < n-1; i++ {
 		var ok bool
 		if f[i], line, ok = bytes.Cut(line, []byte{' '}); !ok {
 			r.bad = true
-			return nil
+			return f
 		}
 	}
 	f[n-1] = line
-	return f[:n]
+	return f
 }
 
 // int parses a non-negative decimal.
