@@ -160,3 +160,55 @@ func TestChangingSources(t *testing.T) {
 		})
 	}
 }
+
+// TestCrossFilesystem: sources on another file system (tmpfs here, the
+// output on the test's temporary directory) may refuse copy_file_range;
+// the writer then moves the bytes through user space, and the image, its
+// digest and its sharing are the same as through a plain io.Writer.
+func TestCrossFilesystem(t *testing.T) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/dev/shm", &st); err != nil {
+		t.Skipf("no /dev/shm: %v", err)
+	}
+	shm, err := os.MkdirTemp("/dev/shm", "iso-test-")
+	if err != nil {
+		t.Skipf("/dev/shm not writable: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(shm) })
+	out := filepath.Join(t.TempDir(), "x.iso")
+	var ost syscall.Statfs_t
+	must(t, syscall.Statfs(filepath.Dir(out), &ost))
+	if ost.Type == st.Type {
+		t.Skip("the output directory is on the same kind of file system as /dev/shm")
+	}
+	big := strings.Repeat("0123456789abcdef", 300<<10) // 4.7 MiB: copied in the kernel where it can be
+	writeFile(t, filepath.Join(shm, "a", "layer"), big, 0o644)
+	writeFile(t, filepath.Join(shm, "b", "layer"), big, 0o644)
+	writeFile(t, filepath.Join(shm, "b", "small"), "small\n", 0o644)
+	for _, noSum := range []bool{false, true} {
+		opts := productOpts()
+		opts.Epoch = testEpoch
+		opts.NoChecksumFile = noSum
+		res := buildISO(t, shm, out, opts)
+		img, err := os.ReadFile(out)
+		must(t, err)
+		if !noSum {
+			if sum := sha256.Sum256(img); res.SHA256 != hex.EncodeToString(sum[:]) {
+				t.Errorf("Result.SHA256 %s is not the image's", res.SHA256)
+			}
+		}
+		if res.Extents != 2 {
+			t.Errorf("%d extents, want 2 (the layer shared)", res.Extents)
+		}
+		b, err := New(opts)
+		must(t, err)
+		must(t, b.AddTree("", shm))
+		var buf bytes.Buffer
+		if _, err := b.Write(context.Background(), &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), img) {
+			t.Errorf("no-sum %v: the image differs from Builder.Write's", noSum)
+		}
+	}
+}
