@@ -14,8 +14,10 @@ import (
 // a little behind the writer, on the other CPU. The writer can then copy
 // file data inside the kernel (copy_file_range) even when a digest is
 // wanted, and the digest is of the bytes that are in the file, not of
-// what was meant to be written there. Reading back from the page cache is
-// one copy; the producer's read-and-write path it replaces was two.
+// what was meant to be written there. The bytes are still copied twice
+// (into the output, then back for the digest), as they were when the
+// producer read each chunk and wrote it; but the two copies now run on
+// different CPUs, and the first one without a trip through user space.
 //
 // The writer publishes how far the image is final; everything below that
 // offset was written, or is a hole the writer skipped (all zeros). A read
