@@ -75,20 +75,23 @@ once() {
 # tools take turns, round after round, rather than each doing all its runs
 # at once; best and median are reported.
 mk=("$work/mkiso" -quiet -o "$out/o.iso" -V 'MetalK8s 2.0.0' -R -J -joliet-long -iso-level 3 -uid 0 -gid 0)
+gi=(genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree")
+catall="find '$tree' -type f -print0 | sort -z | xargs -0 cat >'$out/o.cat'"
+# What mkiso's default mode does on top: the SHA-256 of its output. The
+# digest is openssl's, which uses SHA-NI (coreutils sha256sum here runs at
+# a fifth of its speed); piping cat through tee into it was slower still
+# (pipe buffers of 64 KiB: a system call per 64 KiB).
+sha() { printf "cd '%s' && openssl dgst -sha256 -r %s >SHA256SUM" "$out" "$1"; }
 : >"$work/runs.tsv"
 for _ in $(seq "$runs"); do
-	once cat sh -c "find '$tree' -type f -print0 | sort -z | xargs -0 cat >'$out/o.cat'"
+	once cat sh -c "$catall"
 	once mkiso "${mk[@]}" "$tree"
 	once "mkiso -no-sha256sum" "${mk[@]}" -no-sha256sum "$tree"
 	once "mkiso -implantisomd5" "${mk[@]}" -implantisomd5 "$tree"
 	once xorriso xorriso -as mkisofs -quiet -R -J -joliet-long -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
-	once genisoimage genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
-	# What mkiso's default mode does: the image and its SHA-256. The
-	# digest is openssl's, which uses SHA-NI (coreutils sha256sum here
-	# runs at a fifth of its speed); piping cat through tee into it was
-	# slower still (pipe buffers of 64 KiB: a system call per 64 KiB).
-	once "genisoimage + sha256" sh -c "genisoimage -quiet -R -J -joliet-long -l -iso-level 3 -V 'MetalK8s 2.0.0' -o '$out/o.iso' '$tree' && cd '$out' && openssl dgst -sha256 -r o.iso >SHA256SUM"
-	once "cat + sha256" sh -c "find '$tree' -type f -print0 | sort -z | xargs -0 cat >'$out/o.cat' && cd '$out' && openssl dgst -sha256 -r o.cat >SHA256SUM"
+	once genisoimage "${gi[@]}"
+	once "genisoimage + sha256" sh -c "\"\$@\" && $(sha o.iso)" sh "${gi[@]}"
+	once "cat + sha256" sh -c "$catall && $(sha o.cat)"
 done
 sort -t$'\t' -k1,1 -k2,2n "$work/runs.tsv" | awk -F'\t' '
 	$1 != name { if (name != "") out(); name = $1; n = 0; rss = 0; cpu = "" }

@@ -71,22 +71,24 @@ func startTailer(ctx context.Context, f *os.File, digests []func([]byte)) *taile
 // publish says that the first n bytes of the image are final.
 func (t *tailer) publish(n int64) {
 	t.final.Store(n)
-	select {
-	case t.kick <- struct{}{}:
-	default:
-	}
+	t.wake()
 }
 
 // finish publishes the image's size and waits for the digests.
 func (t *tailer) finish(size int64) error {
 	t.final.Store(size)
 	t.closed.Store(true)
+	t.wake()
+	t.wg.Wait()
+	return t.err
+}
+
+// wake tells the reader there is more to read, without waiting for it.
+func (t *tailer) wake() {
 	select {
 	case t.kick <- struct{}{}:
 	default:
 	}
-	t.wg.Wait()
-	return t.err
 }
 
 // abort stops the tailer without finishing the digests.

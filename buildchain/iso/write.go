@@ -897,23 +897,19 @@ func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.Writ
 	} else {
 		s = newStream(ctx, sink, digests...)
 	}
-	if err := p.emit(s); err != nil {
-		s.close()
-		if s.tail != nil {
-			s.tail.abort()
-		}
-		return nil, err
-	}
-	if err := s.close(); err != nil {
-		if s.tail != nil {
-			s.tail.abort()
-		}
-		return nil, err
+	err = p.emit(s)
+	if cerr := s.close(); err == nil {
+		err = cerr
 	}
 	if s.tail != nil {
-		if err := s.tail.finish(s.off); err != nil {
-			return nil, err
+		if err != nil {
+			s.tail.abort()
+		} else {
+			err = s.tail.finish(s.off)
 		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	if flush != nil {
 		if err := flush(); err != nil {
