@@ -49,27 +49,22 @@ func VerifyRPM(path string, ring *pgp.Keyring, now time.Time) (SigInfo, error) {
 	if err != nil {
 		return info, fmt.Errorf("reading RPM headers: %w", err)
 	}
-	sig := rp.Signature
-	hdrSigs := map[uint32]string{rpmfile.SigRSA: "RSA header", rpmfile.SigDSA: "DSA header"}
-	fullSigs := map[uint32]string{rpmfile.SigPGP: "RSA header+payload", rpmfile.SigGPG: "DSA header+payload"}
-	found := 0
-	for _, tag := range []uint32{rpmfile.SigRSA, rpmfile.SigDSA} {
-		s, err := sig.Bytes(tag)
-		if err != nil {
-			return info, err
-		}
-		if s == nil {
-			continue
-		}
-		found++
-		id, err := ring.Verify(bytes.NewReader(rp.Header.Raw), s, now)
-		if err != nil {
-			return info, fmt.Errorf("%s signature: %w", hdrSigs[tag], err)
-		}
-		info.HeaderOnly = append(info.HeaderOnly, id)
+	// Header-only signatures cover the main header, which is in memory;
+	// header+payload ones everything after the signature header, read
+	// from the file.
+	sigs := []struct {
+		tag  uint32
+		name string
+		full bool
+	}{
+		{rpmfile.SigRSA, "RSA header", false},
+		{rpmfile.SigDSA, "DSA header", false},
+		{rpmfile.SigPGP, "RSA header+payload", true},
+		{rpmfile.SigGPG, "DSA header+payload", true},
 	}
-	for _, tag := range []uint32{rpmfile.SigPGP, rpmfile.SigGPG} {
-		s, err := sig.Bytes(tag)
+	found := 0
+	for _, sg := range sigs {
+		s, err := rp.Signature.Bytes(sg.tag)
 		if err != nil {
 			return info, err
 		}
@@ -77,14 +72,22 @@ func VerifyRPM(path string, ring *pgp.Keyring, now time.Time) (SigInfo, error) {
 			continue
 		}
 		found++
-		if _, err := f.Seek(rp.HeaderStart, io.SeekStart); err != nil {
-			return info, err
+		var signed io.Reader = bytes.NewReader(rp.Header.Raw)
+		if sg.full {
+			if _, err := f.Seek(rp.HeaderStart, io.SeekStart); err != nil {
+				return info, err
+			}
+			signed = f
 		}
-		id, err := ring.Verify(f, s, now)
+		id, err := ring.Verify(signed, s, now)
 		if err != nil {
-			return info, fmt.Errorf("%s signature: %w", fullSigs[tag], err)
+			return info, fmt.Errorf("%s signature: %w", sg.name, err)
 		}
-		info.HeaderPayload = append(info.HeaderPayload, id)
+		if sg.full {
+			info.HeaderPayload = append(info.HeaderPayload, id)
+		} else {
+			info.HeaderOnly = append(info.HeaderOnly, id)
+		}
 	}
 	if found == 0 {
 		return info, ErrUnsigned
