@@ -1,6 +1,8 @@
 package iso
 
 import (
+	"bytes"
+	"io/fs"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -11,26 +13,44 @@ import (
 // sha256sum output by TestWriteFuzzSeeds; `go test` runs them as
 // regression cases, and the fuzzer mutates them.
 
-// FuzzParseDirRecords feeds arbitrary directory extents to the test-side
-// reader: it must fail cleanly, never panic, loop or take time out of
-// proportion to the input. The input is read as an image fragment
-// starting at sector 0: records, then (after a zero byte, the padding
-// that ends a sector's records) the continuation areas they point at.
+// FuzzParseDirRecords feeds arbitrary directory extents to the reader's
+// record, SUSP and Rock Ridge parsers and to its walker: they must fail
+// cleanly, never panic, loop or take time out of proportion to the input.
+// The input is read as an image fragment starting at sector 0: records,
+// then (after a zero byte, the padding that ends a sector's records) the
+// continuation areas they point at, and any directory extent a record
+// points at.
 func FuzzParseDirRecords(f *testing.F) {
 	rec := dirRecord(nil, []byte("FILE.TXT;1"), 20, 5, 0, testEpoch, append(append(pxEntry(&inode{mode: 0o100644, nlink: 1}), nmEntries("file.txt")[0]...), ceEntry(cePos{0, 0, 28}, 0)...))
 	f.Add(rec)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		recs, err := parseDirRecords(data)
-		if err != nil {
-			return
-		}
-		read := areaReader(data)
+		recs, _ := dirRecords(data)
+		im := &Image{r: bytes.NewReader(data), size: int64(len(data)), meta: int64(len(data))}
 		for _, r := range recs {
-			es, err := parseSUSP(r.su, read)
+			es, err := im.suspEntries(r.su, 0)
 			if err != nil {
 				continue
 			}
-			decodeRR(es)
+			info, err := decodeRR(es)
+			if err != nil {
+				continue
+			}
+			if len(info.name) > MaxNameLen || len(info.target) > MaxPathLen {
+				t.Fatalf("name of %d bytes, target of %d", len(info.name), len(info.target))
+			}
+			disagreement(r, info, r.flags&flagNotFinal != 0)
+		}
+		if im.meta < 0 {
+			t.Fatalf("metadata budget overdrawn: %d", im.meta)
+		}
+		// The same bytes as the root directory of a tree with SUSP.
+		im.meta = int64(len(data))
+		w := &walker{im: im, seen: map[uint32]bool{0: true}}
+		top := &Entry{Mode: fs.ModeDir | 0o555}
+		w.dir(top, recs, 0)
+		im.checkData(w, top)
+		if im.meta < 0 || w.count > MaxEntries+1 {
+			t.Fatalf("budget %d, %d entries", im.meta, w.count)
 		}
 	})
 }
@@ -75,29 +95,48 @@ func FuzzRockRidgeRoundTrip(f *testing.F) {
 		if got != name {
 			t.Fatalf("NM round trip %q -> %q", name, got)
 		}
-		var body []byte
 		for _, e := range slEntries(target) {
 			if len(e) > maxEntry || int(e[2]) != len(e) {
 				t.Fatalf("SL entry of %d bytes", len(e))
 			}
-			body = append(body, e[5:]...)
 			es = append(es, e)
 		}
-		dec, err := decodeSL(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := normalTarget(target); dec != want {
-			t.Fatalf("SL round trip %q -> %q, want %q", target, dec, want)
-		}
-		parts := pack(append([][]byte{pxEntry(&inode{}), tfEntry(testEpoch)}, es...), inlineRoom(33))
+		parts := pack(append([][]byte{pxEntry(&inode{mode: pxSymlink | 0o777}), tfEntry(testEpoch)}, es...), inlineRoom(33))
 		if n := partLen(parts[0]); len(parts) > 1 && n+ceLen > inlineRoom(33) || n > inlineRoom(33) {
 			t.Fatalf("inline part of %d bytes", n)
 		}
+		var ce ceAllocator
+		var pos []cePos
 		for i, s := range areaSizes(parts) {
 			if s > sectorSize {
 				t.Fatalf("continuation area %d of %d bytes", i, s)
 			}
+			pos = append(pos, ce.alloc(s))
+		}
+		// Back through the reader: the inline part, then the areas laid
+		// out from sector 1 on as the writer places them.
+		inline, areas := assemble(parts, pos, 1)
+		img := make([]byte, (1+ce.sectors())*sectorSize)
+		for k, a := range areas {
+			copy(img[(1+pos[k].sector)*sectorSize+pos[k].offset:], a)
+		}
+		im := &Image{r: bytes.NewReader(img), size: int64(len(img)), meta: int64(len(img))}
+		got2, err := im.suspEntries(inline, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := decodeRR(got2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.name != name {
+			t.Fatalf("NM round trip %q -> %q", name, info.name)
+		}
+		if want := normalTarget(target); info.target != want {
+			t.Fatalf("SL round trip %q -> %q, want %q", target, info.target, want)
+		}
+		if msg := disagreement(record{}, info, false); msg != "" {
+			t.Fatalf("the symbolic link's own entries disagree: %s", msg)
 		}
 	})
 }

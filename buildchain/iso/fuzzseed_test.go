@@ -64,11 +64,11 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		var walk func(p string, lba, size uint32)
 		walk = func(p string, lba, size uint32) {
 			lbas[p] = lba
-			recs, err := parseDirRecords(img[int64(lba)*sectorSize : int64(lba)*sectorSize+int64(size)])
+			recs, err := dirRecords(img[int64(lba)*sectorSize : int64(lba)*sectorSize+int64(size)])
 			must(t, err)
 			for _, r := range recs[2:] {
 				if r.flags&flagDir != 0 {
-					walk(p+"/"+string(r.ident), r.lba, r.size)
+					walk(p+"/"+string(r.name), r.lba, r.size)
 				}
 			}
 		}
@@ -191,7 +191,7 @@ func dirSeeds(img []byte, lba uint32) ([][]byte, error) {
 // dirSeed appends to records the continuation areas they chain to.
 func dirSeed(img, records []byte) ([]byte, error) {
 	seed := append(append([]byte(nil), records...), 0)
-	recs, err := parseDirRecords(seed)
+	recs, err := dirRecords(seed)
 	if err != nil {
 		return nil, err
 	}

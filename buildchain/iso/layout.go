@@ -296,9 +296,12 @@ func dirRecord(buf, ident []byte, lba, size uint32, flags byte, t time.Time, su 
 	return append(buf, r...)
 }
 
+// Directory record flags (ECMA-119 9.1.6) and volume descriptor types
+// (8.1.1).
 const (
+	flagHidden    = 0x01
 	flagDir       = 0x02
-	flagNotFinal  = 0x80
+	flagNotFinal  = 0x80 // a multi-extent file's record, all but the last
 	volPrimary    = 1
 	volSupplement = 2
 	volTerminator = 255

@@ -59,41 +59,52 @@ func TestReaders(t *testing.T) {
 	})
 }
 
-// checkStructure uses the in-package reader for what tools do not show:
-// serial numbers and link counts, shared extents, continuation areas.
+// checkStructure uses the package's reader for what tools do not show:
+// serial numbers and link counts, shared extents, TF entries, primary
+// identifiers. The tools below are the independent check of the rest.
 func checkStructure(t *testing.T, iso, src string, want map[string]entry) {
-	img, err := os.ReadFile(iso)
+	f, err := os.Open(iso)
 	must(t, err)
-	recs, infos, err := isoTree(img)
+	defer f.Close()
+	fi, err := f.Stat()
 	must(t, err)
+	im, err := Open(f, fi.Size())
+	must(t, err)
+	if len(im.Problems) != 0 {
+		t.Errorf("the reader finds problems: %v", im.Problems)
+	}
+	recs := map[string]*Entry{}
+	for _, e := range im.Entries() {
+		recs[e.Path()] = e
+	}
 	if len(recs) != len(want) {
 		t.Errorf("%d entries in the image, %d in the source", len(recs), len(want))
 	}
 	serialOf := map[uint64]uint32{}
 	serials := map[uint32]string{}
 	for p, w := range want {
-		ri, ok := infos["/"+p]
+		ri, ok := recs[p]
 		if !ok {
 			t.Errorf("missing %s", p)
 			continue
 		}
 		if w.typ == 'f' {
-			if s, ok := serialOf[w.ino]; ok && s != ri.serial {
-				t.Errorf("%s: serial %d, but its hard link has %d", p, ri.serial, s)
+			if s, ok := serialOf[w.ino]; ok && s != ri.Ino {
+				t.Errorf("%s: serial %d, but its hard link has %d", p, ri.Ino, s)
 			}
-			serialOf[w.ino] = ri.serial
-			if uint64(ri.nlink) != w.nlink {
-				t.Errorf("%s: nlink %d, want %d", p, ri.nlink, w.nlink)
+			serialOf[w.ino] = ri.Ino
+			if uint64(ri.Nlink) != w.nlink {
+				t.Errorf("%s: nlink %d, want %d", p, ri.Nlink, w.nlink)
 			}
 		}
-		if other, ok := serials[ri.serial]; ok && (w.typ != 'f' || want[other].ino != w.ino) {
-			t.Errorf("%s and %s share serial %d but are not hard links", p, other, ri.serial)
+		if other, ok := serials[ri.Ino]; ok && (w.typ != 'f' || want[other].ino != w.ino) {
+			t.Errorf("%s and %s share serial %d but are not hard links", p, other, ri.Ino)
 		}
-		serials[ri.serial] = p
-		if w.typ == 'l' && ri.target != w.target {
-			t.Errorf("%s: SL decodes to %q, want %q", p, ri.target, w.target)
+		serials[ri.Ino] = p
+		if w.typ == 'l' && ri.Target != w.target {
+			t.Errorf("%s: SL decodes to %q, want %q", p, ri.Target, w.target)
 		}
-		if !ri.hasTF {
+		if !ri.tf {
 			t.Errorf("%s: no TF", p)
 		}
 	}
@@ -101,32 +112,38 @@ func checkStructure(t *testing.T, iso, src string, want map[string]entry) {
 		if w.typ != 'f' {
 			continue
 		}
+		r, err := im.Open(p)
+		if err != nil {
+			t.Errorf("%s: %v", p, err)
+			continue
+		}
 		h := sha256.New()
-		left := w.size
-		for _, r := range recs["/"+p] {
-			n := min(int64(r.size), left)
-			h.Write(img[int64(r.lba)*sectorSize : int64(r.lba)*sectorSize+n])
-			left -= n
-		}
-		if got := hex.EncodeToString(h.Sum(nil)); left != 0 || got != w.sum {
-			t.Errorf("%s: extent content differs from the source", p)
+		n, err := io.Copy(h, r)
+		r.Close()
+		if got := hex.EncodeToString(h.Sum(nil)); err != nil || n != w.size || got != w.sum {
+			t.Errorf("%s: extent content differs from the source (%d bytes, %v)", p, n, err)
 		}
 	}
-	one, two := recs["/dup/one.bin"][0], recs["/dup/two.bin"][0]
-	if one.lba != two.lba {
-		t.Errorf("identical files at sectors %d and %d: not shared", one.lba, two.lba)
+	lba := func(p string) uint32 {
+		e := recs[p]
+		if e == nil || len(e.extents) == 0 {
+			t.Fatalf("%s: no extent", p)
+		}
+		return e.extents[0].LBA
 	}
-	if three := recs["/dup/three.bin"][0]; three.lba == one.lba {
-		t.Errorf("different content of the same size shares sector %d", one.lba)
+	one, two := lba("dup/one.bin"), lba("dup/two.bin")
+	if one != two {
+		t.Errorf("identical files at sectors %d and %d: not shared", one, two)
 	}
-	if a, b := recs["/hard/a.bin"][0], recs["/links/hard-c.bin"][0]; a.lba != b.lba {
-		t.Errorf("hard links at sectors %d and %d", a.lba, b.lba)
+	if three := lba("dup/three.bin"); three == one {
+		t.Errorf("different content of the same size shares sector %d", one)
 	}
-	for p, rs := range recs {
-		for _, r := range rs {
-			if len(r.ident) > 33 {
-				t.Errorf("%s: primary identifier %q longer than 31+2", p, r.ident)
-			}
+	if a, b := lba("hard/a.bin"), lba("links/hard-c.bin"); a != b {
+		t.Errorf("hard links at sectors %d and %d", a, b)
+	}
+	for p, e := range recs {
+		if len(e.ISOName) > 33 {
+			t.Errorf("%s: primary identifier %q longer than 31+2", p, e.ISOName)
 		}
 	}
 }

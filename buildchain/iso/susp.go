@@ -11,7 +11,7 @@ import (
 // CONTINUE flags so that a name or target of any length fits.
 
 const (
-	ceLen     = 28
+	ceLen     = 28 // the only length a CE entry has
 	maxEntry  = 255
 	erID      = "IEEE_P1282"
 	erDesc    = "THE IEEE P1282 PROTOCOL PROVIDES SUPPORT FOR POSIX FILE SYSTEM SEMANTICS."
@@ -22,6 +22,49 @@ const (
 	slCurrent = 0x02
 	slParent  = 0x04
 	slRoot    = 0x08
+)
+
+// Entry signatures: SUSP's own (SP, CE, ST, ER, PD) and the Rock Ridge ones.
+const (
+	sigSP = "SP"
+	sigCE = "CE"
+	sigST = "ST"
+	sigER = "ER"
+	sigPX = "PX"
+	sigTF = "TF"
+	sigNM = "NM"
+	sigSL = "SL"
+	sigCL = "CL"
+	sigRE = "RE"
+)
+
+// spCheck are the check bytes of the SP entry that marks SUSP in use.
+const spCheck = "\xBE\xEF"
+
+// NM flags besides nmCont: the entry names "." or "..", not the file.
+const (
+	nmCurrent = 0x02
+	nmParent  = 0x04
+)
+
+// rripIDs are the ER extension identifiers that announce Rock Ridge:
+// RRIP 1.09 and 1.10 (genisoimage), 1.12 (this writer, xorriso).
+var rripIDs = []string{"RRIP_1991A", erID, "IEEE_1282"}
+
+// PX file modes are POSIX st_mode values; the file-type field is what
+// the directory flag and the SL entry must agree with.
+const (
+	pxTypeMask = 0o170000
+	pxFIFO     = 0o010000
+	pxChar     = 0o020000
+	pxDir      = 0o040000
+	pxBlock    = 0o060000
+	pxRegular  = 0o100000
+	pxSymlink  = 0o120000
+	pxSocket   = 0o140000
+	pxSetuid   = 0o4000
+	pxSetgid   = 0o2000
+	pxSticky   = 0o1000
 )
 
 func entryHeader(sig string, length int) []byte {
@@ -41,20 +84,20 @@ func bothEndian16(b []byte, v uint16) {
 }
 
 func spEntry() []byte {
-	b := entryHeader("SP", 7)
-	b[4], b[5], b[6] = 0xBE, 0xEF, 0
+	b := entryHeader(sigSP, 7)
+	b[4], b[5], b[6] = spCheck[0], spCheck[1], 0
 	return b
 }
 
 func erEntry() []byte {
-	b := entryHeader("ER", 8+len(erID)+len(erDesc)+len(erSource))
+	b := entryHeader(sigER, 8+len(erID)+len(erDesc)+len(erSource))
 	b[4], b[5], b[6], b[7] = byte(len(erID)), byte(len(erDesc)), byte(len(erSource)), 1
 	copy(b[8:], erID+erDesc+erSource)
 	return b
 }
 
 func pxEntry(ino *inode) []byte {
-	b := entryHeader("PX", 44)
+	b := entryHeader(sigPX, 44)
 	bothEndian32(b[4:], ino.mode)
 	bothEndian32(b[12:], ino.nlink)
 	bothEndian32(b[20:], ino.uid)
@@ -64,7 +107,7 @@ func pxEntry(ino *inode) []byte {
 }
 
 func tfEntry(t time.Time) []byte {
-	b := entryHeader("TF", 5+3*7)
+	b := entryHeader(sigTF, 5+3*7)
 	b[4] = tfFlags
 	for i := 0; i < 3; i++ {
 		putRecDate(b[5+7*i:], t)
@@ -73,7 +116,7 @@ func tfEntry(t time.Time) []byte {
 }
 
 func ceEntry(p cePos, regionLBA uint32) []byte {
-	b := entryHeader("CE", ceLen)
+	b := entryHeader(sigCE, ceLen)
 	bothEndian32(b[4:], regionLBA+p.sector)
 	bothEndian32(b[12:], p.offset)
 	bothEndian32(b[20:], p.length)
@@ -90,7 +133,7 @@ func nmEntries(name string) [][]byte {
 		if len(part) > room {
 			part, flags = part[:room], nmCont
 		}
-		e := entryHeader("NM", 5+len(part))
+		e := entryHeader(sigNM, 5+len(part))
 		e[4] = flags
 		copy(e[5:], part)
 		out = append(out, e)
@@ -173,7 +216,7 @@ func slEntries(target string) [][]byte {
 			body = append(body, c.flags, byte(len(c.text)))
 			body = append(body, c.text...)
 		}
-		e := entryHeader("SL", 5+len(body))
+		e := entryHeader(sigSL, 5+len(body))
 		if k < len(entries)-1 {
 			e[4] = slCont
 		}

@@ -6,12 +6,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
 
-	"github.com/metalk8s/buildchain/buildchain/solution/isofs"
+	"github.com/metalk8s/buildchain/buildchain/iso"
 )
 
 // node is one file of an archive, whether read from a directory or an ISO.
@@ -22,7 +21,8 @@ type node struct {
 	Target  string // symbolic link target
 	ISOName string // primary ISO 9660 identifier (ISO archives only)
 	// id identifies the content's storage (inode, or ISO extent), so that
-	// hard links and shared extents are hashed once.
+	// hard links and shared extents are hashed once, and so that a file
+	// opened is the file listed.
 	id string
 }
 
@@ -34,16 +34,25 @@ type archive interface {
 	close() error
 }
 
-// openArchive opens p as a directory tree or an ISO image. The problems it
-// returns are structural ones found while reading an ISO.
-func openArchive(p string) (archive, *isofs.Image, error) {
+// openArchive opens p as a directory tree or an ISO image. The image is
+// returned for ISOs: its volume facts and the structural problems found
+// while reading it.
+func openArchive(p string) (archive, *iso.Image, error) {
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, nil, err
 	}
 	if fi.IsDir() {
-		a, err := openDir(p)
-		return a, nil, err
+		root, err := os.OpenRoot(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		a, err := listArchive(root.FS(), root)
+		if err != nil {
+			root.Close()
+			return nil, nil, err
+		}
+		return a, nil, nil
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, nil, fmt.Errorf("%s is neither a directory nor an ISO image file", p)
@@ -52,78 +61,49 @@ func openArchive(p string) (archive, *isofs.Image, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	im, err := isofs.Open(f, fi.Size())
+	im, err := iso.Open(f, fi.Size())
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", p, err)
 	}
-	a := &isoArchive{f: f, im: im, byPath: map[string]isofs.Entry{}}
-	for _, e := range im.Entries {
-		a.byPath[e.Path] = e
-		n := node{Path: e.Path, Mode: e.Mode, Size: e.Size, Target: e.Target, ISOName: e.ISOName}
-		if e.Mode.IsRegular() {
-			n.id = "extent:" + e.ExtentKey()
-		}
-		a.list = append(a.list, n)
+	a, err := listArchive(im, f)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", p, err)
 	}
-	sort.Slice(a.list, func(i, j int) bool { return a.list[i].Path < a.list[j].Path })
 	return a, im, nil
 }
 
-type isoArchive struct {
-	f      *os.File
-	im     *isofs.Image
+// fsArchive is an archive read through io/fs: an ISO image's primary tree
+// or a directory through os.Root, which never leaves the directory.
+type fsArchive struct {
+	fsys   fs.FS
 	list   []node
-	byPath map[string]isofs.Entry
+	closer io.Closer
 }
 
-func (a *isoArchive) nodes() []node { return a.list }
-func (a *isoArchive) close() error  { return a.f.Close() }
-func (a *isoArchive) open(n node) (io.ReadCloser, error) {
-	e, ok := a.byPath[n.Path]
-	if !ok {
-		return nil, fs.ErrNotExist
-	}
-	r, err := a.im.Open(e)
-	if err != nil {
-		return nil, err
-	}
-	return io.NopCloser(r), nil
-}
-
-type dirArchive struct {
-	root string
-	list []node
-}
-
-// openDir lists a tree without following any symbolic link: links are
+// listArchive lists fsys without following any symbolic link: links are
 // entries to check, never paths to read through.
-func openDir(root string) (*dirArchive, error) {
-	a := &dirArchive{root: root}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+func listArchive(fsys fs.FS, closer io.Closer) (*fsArchive, error) {
+	a := &fsArchive{fsys: fsys, closer: closer}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p == root {
+		if p == "." {
 			return nil
-		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
 		}
 		fi, err := d.Info()
 		if err != nil {
 			return err
 		}
-		n := node{Path: filepath.ToSlash(rel), Mode: fi.Mode(), Size: fi.Size()}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if n.Target, err = os.Readlink(p); err != nil {
-				return err
-			}
+		n := node{Path: p, Mode: fi.Mode(), Size: fi.Size(), id: storageID(fi)}
+		if e, ok := fi.Sys().(*iso.Entry); ok {
+			n.ISOName = e.ISOName
 		}
-		if fi.Mode().IsRegular() {
-			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-				n.id = fmt.Sprintf("inode:%d:%d", st.Dev, st.Ino)
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if n.Target, err = fs.ReadLink(fsys, p); err != nil {
+				return err
 			}
 		}
 		if fi.IsDir() {
@@ -139,16 +119,39 @@ func openDir(root string) (*dirArchive, error) {
 	return a, nil
 }
 
-func (a *dirArchive) nodes() []node { return a.list }
-func (a *dirArchive) close() error  { return nil }
-func (a *dirArchive) open(n node) (io.ReadCloser, error) {
+// storageID names where a regular file's content is stored, or "".
+func storageID(fi fs.FileInfo) string {
+	if !fi.Mode().IsRegular() {
+		return ""
+	}
+	switch s := fi.Sys().(type) {
+	case *iso.Entry:
+		return "extent:" + s.ExtentKey()
+	case *syscall.Stat_t:
+		return fmt.Sprintf("inode:%d:%d", s.Dev, s.Ino)
+	}
+	return ""
+}
+
+func (a *fsArchive) nodes() []node { return a.list }
+func (a *fsArchive) close() error  { return a.closer.Close() }
+
+func (a *fsArchive) open(n node) (io.ReadCloser, error) {
 	if !n.Mode.IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", n.Path)
 	}
-	// O_NOFOLLOW: the file was listed as regular; never read through a
-	// link swapped in since.
-	f, err := os.OpenFile(filepath.Join(a.root, filepath.FromSlash(n.Path)), os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	f, err := a.fsys.Open(n.Path)
 	if err != nil {
+		return nil, err
+	}
+	// The file read must be the file listed: never read through a link
+	// swapped in since, even one that stays inside the archive.
+	fi, err := f.Stat()
+	if err == nil && (!fi.Mode().IsRegular() || storageID(fi) != n.id) {
+		err = fmt.Errorf("%s changed since it was listed", n.Path)
+	}
+	if err != nil {
+		f.Close()
 		return nil, err
 	}
 	return f, nil

@@ -1,4 +1,4 @@
-package isofs
+package iso
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
@@ -54,20 +53,20 @@ func sourceTree(t testing.TB) string {
 	return root
 }
 
-type listed struct {
+type rlisted struct {
 	mode   fs.FileMode
 	target string
 	data   string
 }
 
-func listSource(t *testing.T, root string) map[string]listed {
-	out := map[string]listed{}
+func listSource(t *testing.T, root string) map[string]rlisted {
+	out := map[string]rlisted{}
 	filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
 		if err != nil || p == root {
 			return err
 		}
 		rel, _ := filepath.Rel(root, p)
-		l := listed{mode: fi.Mode() & (fs.ModeType | 0o777)}
+		l := rlisted{mode: fi.Mode() & (fs.ModeType | 0o777)}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:
 			l.target, _ = os.Readlink(p)
@@ -81,7 +80,7 @@ func listSource(t *testing.T, root string) map[string]listed {
 	return out
 }
 
-func listImage(t *testing.T, p string) (*Image, map[string]listed) {
+func listImage(t *testing.T, p string) (*Image, map[string]rlisted) {
 	f, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
@@ -92,23 +91,44 @@ func listImage(t *testing.T, p string) (*Image, map[string]listed) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]listed{}
-	for _, e := range im.Entries {
-		l := listed{mode: e.Mode & (fs.ModeType | 0o777), target: e.Target}
-		if e.Mode.IsRegular() {
-			r, err := im.Open(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(r)
-			l.data = string(b)
-		}
-		out[e.Path] = l
-	}
-	return im, out
+	return im, listFS(t, im)
 }
 
-func diff(t *testing.T, what string, want, got map[string]listed) {
+// listFS lists a file system through io/fs alone, so that an image and a
+// directory are read the same way.
+func listFS(t *testing.T, fsys fs.FS) map[string]rlisted {
+	out := map[string]rlisted{}
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		l := rlisted{mode: fi.Mode() & (fs.ModeType | 0o777)}
+		switch {
+		case fi.Mode()&fs.ModeSymlink != 0:
+			if l.target, err = fs.ReadLink(fsys, p); err != nil {
+				return err
+			}
+		case fi.Mode().IsRegular():
+			b, err := fs.ReadFile(fsys, p)
+			if err != nil {
+				return err
+			}
+			l.data = string(b)
+		}
+		out[p] = l
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffListing(t *testing.T, what string, want, got map[string]rlisted) {
 	var keys []string
 	for k := range want {
 		keys = append(keys, k)
@@ -133,14 +153,22 @@ func TestReadOurWriter(t *testing.T) {
 	}
 	out := filepath.Join(t.TempDir(), "x.iso")
 	zero := uint32(0)
-	if _, err := iso.Write(context.Background(), out, src, iso.Options{VolumeID: "example-solution 1.0.0", RockRidge: true, Joliet: true, JolietLong: true, UID: &zero, GID: &zero, Epoch: time.Unix(1, 0), NoChecksumFile: true}); err != nil {
+	if _, err := Write(context.Background(), out, src, Options{VolumeID: "example-solution 1.0.0", RockRidge: true, Joliet: true, JolietLong: true, UID: &zero, GID: &zero, Epoch: time.Unix(1, 0), NoChecksumFile: true}); err != nil {
 		t.Fatal(err)
 	}
 	im, got := listImage(t, out)
 	if !im.RockRidge || !im.Joliet || im.VolumeID != "example-solution 1.0.0" || len(im.Problems) != 0 {
 		t.Fatalf("image %+v", im)
 	}
-	diff(t, "mkiso", listSource(t, src), got)
+	want := listSource(t, src)
+	diffListing(t, "mkiso", want, got)
+	// A directory through os.Root reads the same through io/fs.
+	root, err := os.OpenRoot(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	diffListing(t, "os.Root", want, listFS(t, root.FS()))
 }
 
 func TestReadGenisoimage(t *testing.T) {
@@ -160,7 +188,7 @@ func TestReadGenisoimage(t *testing.T) {
 		t.Fatalf("image %+v", im)
 	}
 	want := listSource(t, src)
-	diff(t, "genisoimage -D", want, got)
+	diffListing(t, "genisoimage -D", want, got)
 
 	// Without -D, genisoimage relocates the 9th level to rr_moved with
 	// CL/RE/PL entries: the reader follows CL and hides the relocated copy.
@@ -171,7 +199,7 @@ func TestReadGenisoimage(t *testing.T) {
 	if _, ok := got["rr_moved"]; ok {
 		delete(got, "rr_moved") // genisoimage shows the (emptied) directory
 	}
-	diff(t, "genisoimage (relocated)", want, got)
+	diffListing(t, "genisoimage (relocated)", want, got)
 }
 
 func TestNotISO(t *testing.T) {
@@ -183,10 +211,10 @@ func TestNotISO(t *testing.T) {
 }
 
 // TestWriteSeeds regenerates the fuzz seed corpus from real images:
-// SOLUTION_WRITE_SEEDS=1 go test -run TestWriteSeeds ./buildchain/solution/isofs
-func TestWriteSeeds(t *testing.T) {
-	if os.Getenv("SOLUTION_WRITE_SEEDS") == "" {
-		t.Skip("set SOLUTION_WRITE_SEEDS=1 to regenerate testdata/fuzz")
+// ISO_WRITE_OPEN_SEEDS=1 go test -run TestWriteOpenSeeds ./buildchain/iso
+func TestWriteOpenSeeds(t *testing.T) {
+	if os.Getenv("ISO_WRITE_OPEN_SEEDS") == "" {
+		t.Skip("set ISO_WRITE_OPEN_SEEDS=1 to regenerate testdata/fuzz")
 	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzOpen")
 	os.MkdirAll(dir, 0o755)
@@ -195,7 +223,7 @@ func TestWriteSeeds(t *testing.T) {
 	os.WriteFile(filepath.Join(src, "d", strings.Repeat("n", 40)+".yaml"), []byte("x"), 0o644)
 	os.Symlink("../etc", filepath.Join(src, "d", "l"))
 	out := filepath.Join(t.TempDir(), "s.iso")
-	if _, err := iso.Write(context.Background(), out, src, iso.Options{VolumeID: "S 1.0.0", RockRidge: true, Joliet: true, Epoch: time.Unix(1, 0), NoChecksumFile: true}); err != nil {
+	if _, err := Write(context.Background(), out, src, Options{VolumeID: "S 1.0.0", RockRidge: true, Joliet: true, Epoch: time.Unix(1, 0), NoChecksumFile: true}); err != nil {
 		t.Fatal(err)
 	}
 	seeds := map[string]string{"mkiso": out}
@@ -214,7 +242,7 @@ func TestWriteSeeds(t *testing.T) {
 		// The seed is the image from its volume descriptors on, without
 		// trailing zeros: FuzzOpen puts back the system area, and small
 		// inputs keep the fuzzer's minimisation fast.
-		data = bytes.TrimRight(data[16*SectorSize:], "\x00")
+		data = bytes.TrimRight(data[16*sectorSize:], "\x00")
 		body := fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(data)))
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
@@ -230,32 +258,62 @@ func TestWriteSeeds(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	f.Add([]byte("\x01CD001\x01"))
 	f.Fuzz(func(t *testing.T, tail []byte) {
-		data := append(make([]byte, 16*SectorSize), tail...)
+		data := append(make([]byte, 16*sectorSize), tail...)
 		im, err := Open(bytes.NewReader(data), int64(len(data)))
 		if err != nil {
 			return
 		}
-		seen := map[string]bool{}
-		for _, e := range im.Entries {
-			if e.Path == "" || strings.HasPrefix(e.Path, "/") || strings.Contains(e.Path, "//") || seen[e.Path] {
-				t.Fatalf("bad or duplicate path %q", e.Path)
-			}
-			for _, c := range strings.Split(e.Path, "/") {
-				if c == "." || c == ".." || c == "" {
-					t.Fatalf("path %q has component %q", e.Path, c)
-				}
-			}
-			seen[e.Path] = true
-			if e.Mode.IsRegular() {
-				r, err := im.Open(e)
-				if err != nil {
-					continue
-				}
-				n, err := io.Copy(io.Discard, r)
-				if err != nil || n != e.Size {
-					t.Fatalf("%s: read %d of %d bytes: %v", e.Path, n, e.Size, err)
-				}
+		for _, fsys := range []*FS{im.FS(), im.JolietFS()} {
+			if fsys != nil {
+				checkFuzzedFS(t, im, fsys, int64(len(data)))
 			}
 		}
 	})
+}
+
+// checkFuzzedFS walks a tree of a fuzzed image: clean unique paths,
+// every readable file's data inside the image, distinct contents within
+// the MaxExtentReuse budget.
+func checkFuzzedFS(t *testing.T, im *Image, fsys *FS, size int64) {
+	seen := map[string]bool{}
+	served := map[string]bool{}
+	var distinct int64
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if p == "." {
+			return nil
+		}
+		if strings.HasPrefix(p, "/") || strings.Contains(p, "//") || seen[p] || !fs.ValidPath(p) {
+			t.Fatalf("bad or duplicate path %q", p)
+		}
+		seen[p] = true
+		fi, err := d.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := fi.Sys().(*Entry)
+		if e.Path() != p || len(p) > MaxPathLen || len(e.Name()) > MaxNameLen {
+			t.Fatalf("entry path %q at %q", e.Path(), p)
+		}
+		if fi.Mode().IsRegular() && e.extents != nil {
+			f := &file{f: fsys, e: e}
+			n, err := io.Copy(io.Discard, f)
+			if err != nil || n != e.Size {
+				t.Fatalf("%s: read %d of %d bytes: %v", p, n, e.Size, err)
+			}
+			if k := e.ExtentKey(); !served[k] {
+				served[k] = true
+				distinct += e.Size
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if distinct > MaxExtentReuse*size {
+		t.Fatalf("%d bytes of distinct content served from a %d-byte image", distinct, size)
+	}
 }
