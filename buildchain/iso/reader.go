@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // The reader opens ISO 9660 images such as Solution archives: the volume
@@ -779,6 +780,11 @@ func (w *walker) dir(d *Entry, recs []record, depth int) {
 		switch {
 		case name == "" || name == "." || name == ".." || strings.ContainsAny(name, "/\x00"):
 			w.problem(at(fmt.Sprintf("%q", name)), fmt.Sprintf("invalid file name %q (record %q)", name, isoName))
+			continue
+		case !utf8.ValidString(name):
+			// io/fs paths are UTF-8, and so are Rock Ridge names in
+			// practice: such a name is reported, not mangled.
+			w.problem(at(strings.ToValidUTF8(name, "\uFFFD")), fmt.Sprintf("name %q is not UTF-8", name))
 			continue
 		case len(name) > MaxNameLen:
 			w.problem(at(name[:64]+"..."), fmt.Sprintf("name of %d bytes; at most %d are read", len(name), MaxNameLen))

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
 )
@@ -110,6 +111,10 @@ func listArchive(fsys fs.FS, closer io.Closer) (*fsArchive, error) {
 			n.Size = 0
 		}
 		a.list = append(a.list, n)
+		if fi.IsDir() && !utf8.ValidString(d.Name()) {
+			// io/fs cannot name what is below; the name is reported.
+			return fs.SkipDir
+		}
 		return nil
 	})
 	if err != nil {
