@@ -25,7 +25,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -161,10 +160,38 @@ func New(buildRoot string, log io.Writer) *Engine {
 	return &Engine{BuildRoot: buildRoot, Log: log, done: map[string]stamp{}}
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+// maxStampName keeps a stamp's file name under NAME_MAX (255) with room for
+// ".json" and a temp-file prefix and suffix.
+const maxStampName = 160
+
+// stampFile maps a step name to a file name, one to one: bytes outside
+// [A-Za-z0-9.-] become _XX (hex), and "_" itself is escaped, so two names
+// never share a stamp (images/pull:a:b_c and images/pull:a_b:c once did, and
+// both re-ran on every build). A name whose escape is too long for a file
+// name keeps a readable prefix and ends with the SHA-256 of the whole name.
+func stampFile(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "_%02X", c)
+		}
+	}
+	s := b.String()
+	if len(s) > maxStampName {
+		sum := sha256.Sum256([]byte(name))
+		// "~" never appears in an escaped name, so a hashed name cannot
+		// equal a short escaped one.
+		s = s[:maxStampName-65] + "~" + hex.EncodeToString(sum[:])
+	}
+	return s + ".json"
+}
 
 func (e *Engine) stampPath(name string) string {
-	return filepath.Join(e.BuildRoot, ".stamps", unsafeName.ReplaceAllString(name, "_")+".json")
+	return filepath.Join(e.BuildRoot, ".stamps", stampFile(name))
 }
 
 // Run runs s unless it is up to date.
