@@ -116,7 +116,11 @@ type Step struct {
 	Name    string
 	Inputs  []Input
 	Outputs []string // files or directories the step owns
-	Run     func(ctx context.Context) error
+	// Fingerprint, when set, is the part of the outputs that is not a
+	// whole file, such as the step's line in a SHA256SUM that other steps
+	// also write. It is compared like Outputs: a change re-runs the step.
+	Fingerprint func() (string, error)
+	Run         func(ctx context.Context) error
 }
 
 // Status is how a step ended.
@@ -221,7 +225,7 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 
 	path := e.stampPath(s.Name)
 	if prev, err := readStamp(path); err == nil && prev.InputDigest == st.InputDigest {
-		if out, err := outputsDigest(s.Outputs); err == nil && out == prev.OutputDigest {
+		if out, err := outputsDigest(s); err == nil && out == prev.OutputDigest {
 			e.record(prev)
 			return e.finish(s.Name, start, st.InputDigest, UpToDate, nil)
 		}
@@ -237,7 +241,7 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 	if err := s.Run(ctx); err != nil {
 		return e.finish(s.Name, start, st.InputDigest, Failed, err)
 	}
-	out, err := outputsDigest(s.Outputs)
+	out, err := outputsDigest(s)
 	if err != nil {
 		return e.finish(s.Name, start, st.InputDigest, Failed, fmt.Errorf("step %s: output: %w", s.Name, err))
 	}
@@ -300,14 +304,23 @@ func readStamp(path string) (stamp, error) {
 	return st, err
 }
 
-func outputsDigest(paths []string) (string, error) {
+func outputsDigest(s Step) (string, error) {
 	h := sha256.New()
-	for _, p := range paths {
+	for _, p := range s.Outputs {
 		d, err := walkDigest(p, false)
 		if err != nil {
 			return "", err
 		}
 		fmt.Fprintf(h, "%s\x00%s\n", p, d)
+	}
+	if s.Fingerprint != nil {
+		f, err := s.Fingerprint()
+		if err != nil {
+			return "", err
+		}
+		// Without a fingerprint the digest is what it always was, so that
+		// existing stamps stay valid.
+		fmt.Fprintf(h, "fingerprint\x00%s\n", f)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -206,3 +206,38 @@ func TestStampFileNames(t *testing.T) {
 		seen[f] = n
 	}
 }
+
+// A Fingerprint is compared like an output: when it changes, the step runs.
+func TestFingerprintRerunsTheStep(t *testing.T) {
+	root := t.TempDir()
+	out := filepath.Join(root, "out")
+	line := "abc  x.iso"
+	runs := 0
+	s := Step{
+		Name:        "fp",
+		Inputs:      []Input{Value("v", "1")},
+		Outputs:     []string{out},
+		Fingerprint: func() (string, error) { return line, nil },
+		Run: func(context.Context) error {
+			runs++
+			line = "abc  x.iso" // what the step (re)writes
+			return fsutil.WriteFile(out, []byte("x"), 0o644)
+		},
+	}
+	e := New(root, nil)
+	for i, want := range []Status{Ran, UpToDate} {
+		if err := e.Run(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Results()[i].Status; got != want {
+			t.Fatalf("run %d: %s, want %s", i+1, got, want)
+		}
+	}
+	line = "" // someone removed the line
+	if err := e.Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 2 {
+		t.Fatalf("runs = %d, want 2", runs)
+	}
+}
