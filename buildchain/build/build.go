@@ -5,7 +5,6 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,7 +20,7 @@ import (
 
 // ErrNotBuiltYet marks a target whose capability has not landed. Targets
 // fail with it rather than pretend to have built something.
-var ErrNotBuiltYet = errors.New("not built yet")
+var ErrNotBuiltYet = step.ErrNotBuiltYet
 
 // Build is one locked run over a build root.
 type Build struct {
@@ -40,11 +39,26 @@ func Open(root string, log io.Writer) (*Build, error) {
 	return OpenConfig(cfg, log)
 }
 
-// OpenConfig locks cfg.BuildRoot and starts an engine on it.
+// OpenConfig checks and locks cfg.BuildRoot, marks it as a build root,
+// removes what interrupted runs left in it, and starts an engine on it.
 func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
+	if err := CheckRoot(cfg.ProjectRoot, cfg.BuildRoot); err != nil {
+		return nil, err
+	}
+	// Before LockDir, which would create .lock in a directory not ours.
+	if err := claimRoot(cfg.BuildRoot); err != nil {
+		return nil, err
+	}
 	lock, err := fsutil.LockDir(cfg.BuildRoot)
 	if err != nil {
 		return nil, err
+	}
+	// Holding the lock, no other run writes here: every temporary name
+	// under the build root is the litter of a run killed before it could
+	// remove it (a .tmp- file of an atomic write, a staging directory).
+	if err := fsutil.RemoveTemps(cfg.BuildRoot); err != nil {
+		lock.Unlock()
+		return nil, fmt.Errorf("removing the leftovers of interrupted runs: %w", err)
 	}
 	log = &syncWriter{w: log}
 	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
@@ -90,9 +104,7 @@ func Run(ctx context.Context, root string, fn func(context.Context, *Build) erro
 }
 
 // NotBuiltYet is the error of a target whose capability is missing.
-func NotBuiltYet(what, issue string) error {
-	return fmt.Errorf("%s: %w (%s)", what, ErrNotBuiltYet, issue)
-}
+func NotBuiltYet(what, issue string) error { return step.NotBuiltYet(what, issue) }
 
 // ImagesDir is the images tree of the ISO root.
 func (b *Build) ImagesDir() string { return filepath.Join(b.Cfg.RootDir(), "images") }

@@ -1,8 +1,10 @@
 package build
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -10,14 +12,29 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 )
 
-// Clean removes build outputs of one area: all, images or stamps.
-func Clean(root, area string, log io.Writer) error {
-	cfg, err := config.Load(root)
-	if err != nil {
+// Clean removes build outputs of one area of cfg.BuildRoot:
+//
+//   - all: the top-level Entries (root/, cache/, bin/, packages/, .stamps/,
+//     build-report.json, SHA256SUM, *.iso and .tmp-* litter); the marker,
+//     the lock and anything else are kept;
+//   - images: root/images/, cache/blobs/ and .stamps/;
+//   - stamps: .stamps/.
+//
+// It refuses a build root that CheckRoot refuses or that has no Marker.
+func Clean(cfg *config.Config, area string, log io.Writer) error {
+	if err := CheckRoot(cfg.ProjectRoot, cfg.BuildRoot); err != nil {
+		return err
+	}
+	dir := cfg.BuildRoot
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(log, "%s does not exist, nothing to clean\n", dir)
+		return nil
+	}
+	if err := checkMarked(dir); err != nil {
 		return err
 	}
 	// Cleaning under a running build would pull outputs from under it.
-	lock, err := fsutil.LockDir(cfg.BuildRoot)
+	lock, err := fsutil.LockDir(dir)
 	if err != nil {
 		return err
 	}
@@ -25,19 +42,19 @@ func Clean(root, area string, log io.Writer) error {
 	var paths []string
 	switch area {
 	case "all":
-		entries, err := os.ReadDir(cfg.BuildRoot)
+		entries, err := os.ReadDir(dir)
 		if err != nil {
 			return err
 		}
 		for _, e := range entries {
-			if e.Name() != ".lock" {
-				paths = append(paths, filepath.Join(cfg.BuildRoot, e.Name()))
+			if isEntry(e.Name()) {
+				paths = append(paths, filepath.Join(dir, e.Name()))
 			}
 		}
 	case "images":
-		paths = []string{filepath.Join(cfg.RootDir(), "images"), filepath.Join(cfg.BuildRoot, "cache", "blobs"), filepath.Join(cfg.BuildRoot, ".stamps")}
+		paths = []string{filepath.Join(cfg.RootDir(), "images"), filepath.Join(dir, "cache", "blobs"), filepath.Join(dir, ".stamps")}
 	case "stamps":
-		paths = []string{filepath.Join(cfg.BuildRoot, ".stamps")}
+		paths = []string{filepath.Join(dir, ".stamps")}
 	default:
 		return fmt.Errorf("clean: unknown area %q", area)
 	}

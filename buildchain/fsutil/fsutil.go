@@ -4,6 +4,17 @@
 // The rule they enforce: a path that a later run trusts is only ever created
 // by a rename of something complete. Temporary names start with ".tmp-" so a
 // crash leaves only litter that the next run or `clean` removes.
+//
+// Modes: what is published is published to be read by others (the nginx
+// workers serving the ISO's registry, the kernel and isoinfo reading its Rock
+// Ridge modes, the user installing it), so modes are set explicitly rather
+// than left to os.MkdirTemp (0700) or the umask. Directories fsutil creates
+// or publishes are 0755. PublishDir gives every file of the published tree
+// 0644, or 0755 when its owner may execute it; write bits for group and
+// others, and setuid, setgid and sticky bits, are dropped. WriteWith keeps the
+// perm its caller asks for, set with chmod so the umask cannot narrow it:
+// a caller that wants a file private asks for it, and does not publish it
+// in a tree.
 package fsutil
 
 import (
@@ -53,7 +64,7 @@ func CreateWith(path string, perm os.FileMode, fill func(io.Writer) error) error
 
 func writeWith(path string, perm os.FileMode, fill func(io.Writer) error, publish func(tmp, path string) error) (err error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := MkdirAll(dir); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, TempPrefix+filepath.Base(path)+"-*")
@@ -70,6 +81,7 @@ func writeWith(path string, perm os.FileMode, fill func(io.Writer) error, publis
 	if err = fill(f); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
+	// CreateTemp made it 0600; chmod is not narrowed by the umask.
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
@@ -82,20 +94,98 @@ func writeWith(path string, perm os.FileMode, fill func(io.Writer) error, publis
 	return publish(tmp, path)
 }
 
-// TempDir makes a temporary directory beside final, on the same file system
-// so that PublishDir's rename is atomic.
-func TempDir(final string) (string, error) {
-	parent := filepath.Dir(final)
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", err
+// DirMode is the mode of every directory fsutil creates or publishes.
+const DirMode os.FileMode = 0o755
+
+// MkdirAll is os.MkdirAll with the directories it creates set to DirMode
+// whatever the umask. Existing directories keep their mode.
+func MkdirAll(dir string) error {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		return nil
 	}
-	return os.MkdirTemp(parent, TempPrefix+filepath.Base(final)+"-*")
+	if parent := filepath.Dir(dir); parent != dir {
+		if err := MkdirAll(parent); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(dir, DirMode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return nil // made by someone else meanwhile
+		}
+		return err
+	}
+	return os.Chmod(dir, DirMode)
 }
 
-// PublishDir replaces final with the complete directory tmp. An existing
-// final is moved aside first and removed after the swap, so a reader sees
-// either the old tree or the new one, never a mix.
+// TempDir makes a temporary directory beside final, on the same file system
+// so that PublishDir's rename is atomic. It is DirMode from the start (not
+// os.MkdirTemp's 0700), for publishers that rename it themselves.
+func TempDir(final string) (string, error) {
+	parent := filepath.Dir(final)
+	if err := MkdirAll(parent); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(parent, TempPrefix+filepath.Base(final)+"-*")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(tmp, DirMode); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// PublishMode is the mode a published entry of mode m gets (see the package
+// comment): 0755 for directories and files their owner may execute, 0644
+// for other files. Symlinks have no mode of their own.
+func PublishMode(m fs.FileMode) fs.FileMode {
+	switch {
+	case m.IsDir():
+		return DirMode
+	case m&0o100 != 0:
+		return 0o755
+	}
+	return 0o644
+}
+
+// SetPublishModes gives every directory and regular file under root the
+// PublishMode of its kind. Files are only chmod-ed when their mode differs:
+// a hard link shared with the blob cache already has the right mode.
+func SetPublishModes(root string) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		// Mode() & (ModePerm|setuid|setgid|sticky): what chmod sets.
+		cur := info.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+		if want := PublishMode(info.Mode()); cur != want {
+			if err := os.Chmod(p, want); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// PublishDir replaces final with the complete directory tmp, after giving
+// the tree the modes of SetPublishModes. An existing final is moved aside
+// first and removed after the swap, so a reader sees either the old tree or
+// the new one, never a mix.
 func PublishDir(tmp, final string) error {
+	if err := SetPublishModes(tmp); err != nil {
+		return err
+	}
 	var old string
 	if _, err := os.Lstat(final); err == nil {
 		old = filepath.Join(filepath.Dir(final), TempPrefix+"old-"+filepath.Base(final)+"-"+strconv.Itoa(os.Getpid()))
@@ -166,7 +256,7 @@ type Lock struct{ f *os.File }
 // LockDir takes the lock file dir/.lock. A second build on the same root
 // fails at once instead of waiting or corrupting the first one's outputs.
 func LockDir(dir string) (*Lock, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := MkdirAll(dir); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(dir, ".lock")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -111,5 +112,91 @@ func TestCreateWithNeverReplaces(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Dir(p))
 	if len(entries) != 1 {
 		t.Fatalf("litter: %v", entries)
+	}
+}
+
+// withUmask runs fn under a restrictive umask, as a user with umask 077
+// would build. The umask is process-wide: these tests do not run in parallel.
+func withUmask(t *testing.T, mask int, fn func()) {
+	t.Helper()
+	old := syscall.Umask(mask)
+	defer syscall.Umask(old)
+	fn()
+}
+
+func mode(t *testing.T, p string) os.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky)
+}
+
+// A published tree is readable by others: os.MkdirTemp's 0700 once made
+// every images/<name>/<version>/ directory unreadable to nginx workers.
+func TestPublishDirModes(t *testing.T) {
+	dir := t.TempDir()
+	final := filepath.Join(dir, "images", "app", "1.0")
+	withUmask(t, 0o077, func() {
+		tmp, err := TempDir(final)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := mode(t, tmp); m != 0o755 {
+			t.Errorf("TempDir: mode %o, want 755", m)
+		}
+		os.MkdirAll(filepath.Join(tmp, "sub", "deeper"), 0o700)
+		os.WriteFile(filepath.Join(tmp, "manifest.json"), []byte("{}"), 0o600)
+		os.WriteFile(filepath.Join(tmp, "sub", "tool"), []byte("#!/bin/sh\n"), 0o700)
+		os.WriteFile(filepath.Join(tmp, "sub", "world-writable"), nil, 0o666)
+		os.WriteFile(filepath.Join(tmp, "sub", "setuid"), nil, 0o755)
+		os.Chmod(filepath.Join(tmp, "sub", "setuid"), 0o755|os.ModeSetuid)
+		os.Symlink("manifest.json", filepath.Join(tmp, "link"))
+		if err := PublishDir(tmp, final); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for rel, want := range map[string]os.FileMode{
+		"images":                            0o755, // made by TempDir's MkdirAll
+		"images/app":                        0o755,
+		"images/app/1.0":                    0o755,
+		"images/app/1.0/sub":                0o755,
+		"images/app/1.0/sub/deeper":         0o755,
+		"images/app/1.0/manifest.json":      0o644,
+		"images/app/1.0/sub/tool":           0o755,
+		"images/app/1.0/sub/world-writable": 0o644,
+		"images/app/1.0/sub/setuid":         0o755,
+	} {
+		if m := mode(t, filepath.Join(dir, rel)); m != want {
+			t.Errorf("%s: mode %o, want %o", rel, m, want)
+		}
+	}
+	if fi, err := os.Lstat(filepath.Join(final, "link")); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("symlink not kept: %v", err)
+	}
+}
+
+// The atomic writes set the mode they are asked for, whatever the umask.
+func TestWriteFileModeIgnoresUmask(t *testing.T) {
+	dir := t.TempDir()
+	withUmask(t, 0o077, func() {
+		for _, perm := range []os.FileMode{0o644, 0o755, 0o600} {
+			p := filepath.Join(dir, "new", "dir", perm.String())
+			if err := WriteFile(p, []byte("x"), perm); err != nil {
+				t.Fatal(err)
+			}
+			if m := mode(t, p); m != perm {
+				t.Errorf("WriteFile(%o): mode %o", perm, m)
+			}
+		}
+		if err := CreateWith(filepath.Join(dir, "blob"), 0o644, func(w io.Writer) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for rel, want := range map[string]os.FileMode{"new": 0o755, "new/dir": 0o755, "blob": 0o644} {
+		if m := mode(t, filepath.Join(dir, rel)); m != want {
+			t.Errorf("%s: mode %o, want %o", rel, m, want)
+		}
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -117,7 +116,11 @@ type Step struct {
 	Name    string
 	Inputs  []Input
 	Outputs []string // files or directories the step owns
-	Run     func(ctx context.Context) error
+	// Fingerprint, when set, is the part of the outputs that is not a
+	// whole file, such as the step's line in a SHA256SUM that other steps
+	// also write. It is compared like Outputs: a change re-runs the step.
+	Fingerprint func() (string, error)
+	Run         func(ctx context.Context) error
 }
 
 // Status is how a step ended.
@@ -161,10 +164,38 @@ func New(buildRoot string, log io.Writer) *Engine {
 	return &Engine{BuildRoot: buildRoot, Log: log, done: map[string]stamp{}}
 }
 
-var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+// maxStampName keeps a stamp's file name under NAME_MAX (255) with room for
+// ".json" and a temp-file prefix and suffix.
+const maxStampName = 160
+
+// stampFile maps a step name to a file name, one to one: bytes outside
+// [A-Za-z0-9.-] become _XX (hex), and "_" itself is escaped, so two names
+// never share a stamp (images/pull:a:b_c and images/pull:a_b:c once did, and
+// both re-ran on every build). A name whose escape is too long for a file
+// name keeps a readable prefix and ends with the SHA-256 of the whole name.
+func stampFile(name string) string {
+	var b strings.Builder
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '-':
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, "_%02X", c)
+		}
+	}
+	s := b.String()
+	if len(s) > maxStampName {
+		sum := sha256.Sum256([]byte(name))
+		// "~" never appears in an escaped name, so a hashed name cannot
+		// equal a short escaped one.
+		s = s[:maxStampName-65] + "~" + hex.EncodeToString(sum[:])
+	}
+	return s + ".json"
+}
 
 func (e *Engine) stampPath(name string) string {
-	return filepath.Join(e.BuildRoot, ".stamps", unsafeName.ReplaceAllString(name, "_")+".json")
+	return filepath.Join(e.BuildRoot, ".stamps", stampFile(name))
 }
 
 // Run runs s unless it is up to date.
@@ -194,7 +225,7 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 
 	path := e.stampPath(s.Name)
 	if prev, err := readStamp(path); err == nil && prev.InputDigest == st.InputDigest {
-		if out, err := outputsDigest(s.Outputs); err == nil && out == prev.OutputDigest {
+		if out, err := outputsDigest(s); err == nil && out == prev.OutputDigest {
 			e.record(prev)
 			return e.finish(s.Name, start, st.InputDigest, UpToDate, nil)
 		}
@@ -210,7 +241,7 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 	if err := s.Run(ctx); err != nil {
 		return e.finish(s.Name, start, st.InputDigest, Failed, err)
 	}
-	out, err := outputsDigest(s.Outputs)
+	out, err := outputsDigest(s)
 	if err != nil {
 		return e.finish(s.Name, start, st.InputDigest, Failed, fmt.Errorf("step %s: output: %w", s.Name, err))
 	}
@@ -273,14 +304,23 @@ func readStamp(path string) (stamp, error) {
 	return st, err
 }
 
-func outputsDigest(paths []string) (string, error) {
+func outputsDigest(s Step) (string, error) {
 	h := sha256.New()
-	for _, p := range paths {
+	for _, p := range s.Outputs {
 		d, err := walkDigest(p, false)
 		if err != nil {
 			return "", err
 		}
 		fmt.Fprintf(h, "%s\x00%s\n", p, d)
+	}
+	if s.Fingerprint != nil {
+		f, err := s.Fingerprint()
+		if err != nil {
+			return "", err
+		}
+		// Without a fingerprint the digest is what it always was, so that
+		// existing stamps stay valid.
+		fmt.Fprintf(h, "fingerprint\x00%s\n", f)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,5 +144,100 @@ func TestReport(t *testing.T) {
 	}
 	if len(rep.Steps) != 2 || rep.Steps[0].Status != Ran || rep.Steps[1].Status != Failed || rep.Steps[1].Error != "bad" || rep.Steps[0].InputDigest == "" {
 		t.Fatalf("report: %s", data)
+	}
+}
+
+// Two names that one escaping once mapped to the same stamp each keep their
+// own: a second build finds both up to date instead of re-running both.
+func TestStampNamesDoNotCollide(t *testing.T) {
+	root := t.TempDir()
+	names := []string{"images/pull:a:b_c", "images/pull:a_b:c"}
+	runs := map[string]int{}
+	mk := func(name string) Step {
+		out := filepath.Join(root, "out", name)
+		return Step{
+			Name:    name,
+			Inputs:  []Input{Value("name", name)},
+			Outputs: []string{out},
+			Run: func(context.Context) error {
+				runs[name]++
+				return fsutil.WriteFile(out, []byte(name), 0o644)
+			},
+		}
+	}
+	for build := 0; build < 2; build++ {
+		e := New(root, nil)
+		for _, n := range names {
+			if err := e.Run(context.Background(), mk(n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i, r := range e.Results() {
+			want := Ran
+			if build == 1 {
+				want = UpToDate
+			}
+			if r.Status != want {
+				t.Errorf("build %d: %s: %s, want %s", build+1, names[i], r.Status, want)
+			}
+		}
+	}
+	for _, n := range names {
+		if runs[n] != 1 {
+			t.Errorf("%s ran %d times, want 1", n, runs[n])
+		}
+	}
+	if a, b := stampFile(names[0]), stampFile(names[1]); a == b {
+		t.Fatalf("both names map to stamp %s", a)
+	}
+}
+
+func TestStampFileNames(t *testing.T) {
+	long := strings.Repeat("images/pull:registry.example/some/very/long/name:", 10)
+	seen := map[string]string{}
+	for _, n := range []string{"a_b", "a:b", "a/b", "a_3Ab", "a~b", ".", "..", long, long + "x", long[:len(long)-1] + "y"} {
+		f := stampFile(n)
+		if len(f) > 200 || strings.ContainsAny(f, "/\x00") || f == ".json" {
+			t.Errorf("%q: stamp file %q is not a safe file name", n, f)
+		}
+		if other, dup := seen[f]; dup {
+			t.Errorf("%q and %q share stamp %s", n, other, f)
+		}
+		seen[f] = n
+	}
+}
+
+// A Fingerprint is compared like an output: when it changes, the step runs.
+func TestFingerprintRerunsTheStep(t *testing.T) {
+	root := t.TempDir()
+	out := filepath.Join(root, "out")
+	line := "abc  x.iso"
+	runs := 0
+	s := Step{
+		Name:        "fp",
+		Inputs:      []Input{Value("v", "1")},
+		Outputs:     []string{out},
+		Fingerprint: func() (string, error) { return line, nil },
+		Run: func(context.Context) error {
+			runs++
+			line = "abc  x.iso" // what the step (re)writes
+			return fsutil.WriteFile(out, []byte("x"), 0o644)
+		},
+	}
+	e := New(root, nil)
+	for i, want := range []Status{Ran, UpToDate} {
+		if err := e.Run(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Results()[i].Status; got != want {
+			t.Fatalf("run %d: %s, want %s", i+1, got, want)
+		}
+	}
+	line = "" // someone removed the line
+	if err := e.Run(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	if runs != 2 {
+		t.Fatalf("runs = %d, want 2", runs)
 	}
 }

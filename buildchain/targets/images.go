@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -259,12 +258,11 @@ func Binaries(ctx context.Context, b *build.Build, goos, goarch string) (map[str
 		bins[c] = filepath.Join(out, c)
 		outputs = append(outputs, bins[c])
 	}
-	goVersion, _ := exec.Command("go", "env", "GOVERSION").Output()
 	inputs := []step.Input{
 		step.File(filepath.Join(root, "go.mod")),
 		step.File(filepath.Join(root, "go.sum")),
 		step.Value("clis", strings.Join(clis, ",")),
-		step.Value("go", strings.TrimSpace(string(goVersion))),
+		step.Value("go", goVersion()),
 	}
 	// Every Go package the CLIs may import lives in these trees.
 	for _, dir := range []string{"cmd", "buildchain", "registrygen", "internal"} {

@@ -16,28 +16,35 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
-	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/registrygen"
 )
 
 // Packaging builds the RPM repositories of the ISO root.
 func Packaging(ctx context.Context, b *build.Build) error {
-	return packaging.Packaging(ctx, b, func(ctx context.Context) (map[string]string, error) {
-		// RPMs are built for EL x86_64 nodes, whatever the build host.
-		bins, _, err := Binaries(ctx, b, "linux", "amd64")
-		return bins, err
-	})
+	return packaging.Packaging(ctx, PackagingOptions(b))
 }
 
-// Solution builds the example Solution archive into the build root.
-func Solution(ctx context.Context, b *build.Build) error {
-	out, err := solution.BuildExample(ctx, b.Cfg.ProjectRoot, b.Cfg.BuildRoot, b.Cfg.Epoch(), b.Log)
-	if err != nil {
-		return err
+// PackagingOptions are the packaging options of the run b.
+func PackagingOptions(b *build.Build) packaging.Options {
+	return packaging.Options{
+		ProjectRoot:    b.Cfg.ProjectRoot,
+		PackagesFile:   b.Cfg.PackagesFile,
+		RepoMirrors:    b.Cfg.RepoMirrors,
+		RepoSigningKey: b.Cfg.RepoSigningKey,
+		Epoch:          b.Cfg.Epoch(),
+		Jobs:           b.Cfg.Jobs,
+		CacheDir:       filepath.Join(b.Cfg.BuildRoot, "cache", "rpm"),
+		StateDir:       filepath.Join(b.Cfg.BuildRoot, "packages"),
+		OutDir:         filepath.Join(b.Cfg.RootDir(), "packages", "redhat"),
+		Engine:         b.Engine,
+		Log:            b.Log,
+		Binaries: func(ctx context.Context) (map[string]string, error) {
+			// RPMs are built for EL x86_64 nodes, whatever the build host.
+			bins, _, err := Binaries(ctx, b, "linux", "amd64")
+			return bins, err
+		},
 	}
-	fmt.Fprintf(b.Log, "solution: %s\n", out)
-	return nil
 }
 
 // SaltTree deploys the Salt states into the ISO root.

@@ -41,14 +41,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	} else {
 		err = generate(args, stdout, stderr)
 	}
-	if errors.Is(err, flag.ErrHelp) {
+	return exitCode(err, stderr)
+}
+
+// usageError is a wrong command line: exit status 2, as the flag package
+// gives. Other failures exit 1; -h and -help exit 0.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if err != nil {
+	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "registrygen:", err)
-		return 1
+		return 2
 	}
-	return 0
+	fmt.Fprintln(stderr, "registrygen:", err)
+	return 1
 }
 
 // parseInterspersed parses flags found anywhere in args, returning the
@@ -57,7 +69,10 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err}
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -90,13 +105,13 @@ func generate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *omit && *only {
-		return errors.New("--omit-constants and --only-constants are mutually exclusive")
+		return usageError{errors.New("--omit-constants and --only-constants are mutually exclusive")}
 	}
 	if len(roots) == 0 {
 		roots = []string{"."}
 	}
 	if *serverRoot != "" && len(roots) > 1 {
-		return errors.New("--server-root applies to one ROOT; generate one config per root (with --omit-constants) to give each its own")
+		return usageError{errors.New("--server-root applies to one ROOT; generate one config per root (with --omit-constants) to give each its own")}
 	}
 	cfg := registrygen.Config{Constants: registrygen.WithConstants}
 	switch {

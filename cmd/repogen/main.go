@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,10 +28,26 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "repogen:", err)
-		os.Exit(1)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// usageError is a wrong command line: exit status 2, as the flag package
+// gives. Other failures exit 1; -h and -help exit 0.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "repogen:", err)
+		return 2
 	}
+	fmt.Fprintln(stderr, "repogen:", err)
+	return 1
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -45,11 +62,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return fmt.Errorf("want exactly one DIR, got %d arguments", fs.NArg())
+		return usageError{fmt.Errorf("want exactly one DIR, got %d arguments", fs.NArg())}
 	}
 	// A run is short and its live heap small. An --update allocates a few
 	// MiB: the default GOGC would collect for nothing, a visible share of

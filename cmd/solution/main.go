@@ -38,27 +38,45 @@ an archive. SOURCE_DATE_EPOCH sets every date of the archive; IMAGE_MIRRORS
 (docker.io=127.0.0.1:5000,...) is the default of --mirror.
 `
 
-// errProblems means validation found problems: exit status 1, not 2.
+// errProblems means validation found problems (printed already): exit
+// status 1, as for any other failure.
 var errProblems = errors.New("the archive has problems")
+
+// usageError is a wrong command line: exit status 2, as the flag package
+// gives. Other failures exit 1; -h, -help and help exit 0.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	os.Exit(exitCode(err, os.Stdout, os.Stderr))
+}
+
+func exitCode(err error, stdout, stderr io.Writer) int {
+	var ue usageError
 	switch {
 	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usage)
+		return 0
 	case errors.Is(err, errProblems):
-		os.Exit(1)
-	default:
-		fmt.Fprintln(os.Stderr, "solution:", err)
-		os.Exit(2)
+		return 1
+	case errors.As(err, &ue):
+		fmt.Fprintln(stderr, "solution:", err)
+		return 2
 	}
+	fmt.Fprintln(stderr, "solution:", err)
+	return 1
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errors.New("no command")
+		return usageError{errors.New("no command")}
 	}
 	switch args[0] {
 	case "build":
@@ -67,12 +85,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return validate(ctx, args[1:], stdout)
 	case "inspect":
 		return inspect(ctx, args[1:], stdout)
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageError{fmt.Errorf("unknown command %q", args[0])}
 }
 
 // parse parses flags that may come before or after the one operand.
@@ -81,7 +99,10 @@ func parse(fs *flag.FlagSet, args []string) (string, error) {
 	var operands []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return "", fmt.Errorf("%s: %w\n%s", fs.Name(), err, usage)
+			if errors.Is(err, flag.ErrHelp) {
+				return "", err
+			}
+			return "", usageError{fmt.Errorf("%s: %w\n%s", fs.Name(), err, usage)}
 		}
 		if fs.NArg() == 0 {
 			break
@@ -90,7 +111,7 @@ func parse(fs *flag.FlagSet, args []string) (string, error) {
 		args = fs.Args()[1:]
 	}
 	if len(operands) != 1 {
-		return "", fmt.Errorf("%s takes exactly one operand, got %d\n%s", fs.Name(), len(operands), usage)
+		return "", usageError{fmt.Errorf("%s takes exactly one operand, got %d\n%s", fs.Name(), len(operands), usage)}
 	}
 	return operands[0], nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -135,6 +136,10 @@ type Nginx struct {
 type NginxConfig struct {
 	HTTP   string
 	Server string
+	// User, when set, is the "user" directive's value: the user (and
+	// group) the workers of a root master run as, e.g. UnprivilegedUser's.
+	// Unset, workers of a root master run as root.
+	User string
 }
 
 // NginxConf renders the full nginx.conf for prefix and port.
@@ -142,7 +147,9 @@ func NginxConf(prefix string, port int, c NginxConfig) string {
 	// Workers of a root master drop to nobody, who cannot read a test's
 	// 0700 temp dirs; tests run as root here, so keep workers as root.
 	user := ""
-	if os.Geteuid() == 0 {
+	if c.User != "" {
+		user = "user " + c.User + ";"
+	} else if os.Geteuid() == 0 {
 		user = "user root root;"
 	}
 	return fmt.Sprintf(`daemon off;
@@ -190,4 +197,52 @@ func StartNginx(t testing.TB, c NginxConfig) *Nginx {
 	n := &Nginx{URL: fmt.Sprintf("http://127.0.0.1:%d", port), Port: port, Prefix: prefix}
 	startDaemon(t, exec.Command(bin, "-p", prefix, "-c", conf, "-g", "error_log stderr warn;"), n.URL+"/")
 	return n
+}
+
+// UnprivilegedUser returns "USER GROUP" for nginx's user directive: nobody
+// and its primary group. Its workers then read files through the "other"
+// permission bits only, as on a node. It skips the test when the test does
+// not run as root (workers cannot change user then) or nobody is missing.
+func UnprivilegedUser(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("nginx workers can only run as another user when the tests run as root")
+	}
+	u, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skipf("no user nobody: %v", err)
+	}
+	if u.Uid == "0" {
+		t.Skip("nobody is root here")
+	}
+	g, err := user.LookupGroupId(u.Gid)
+	if err != nil {
+		t.Skipf("group %s of nobody: %v", u.Gid, err)
+	}
+	return u.Username + " " + g.Name
+}
+
+// OpenToOthers makes dir and every directory above it up to / searchable by
+// others (adds o+x, and o+r on dir itself), so that an unprivileged nginx
+// worker can reach a test's tree: t.TempDir makes 0700 directories.
+func OpenToOthers(t testing.TB, dir string) {
+	t.Helper()
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add := os.FileMode(0o001)
+		if d == dir {
+			add = 0o005
+		}
+		if fi.Mode().Perm()&add != add {
+			if err := os.Chmod(d, fi.Mode().Perm()|add); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d == filepath.Dir(d) {
+			return
+		}
+	}
 }

@@ -2,11 +2,12 @@
 // packages.yaml, fetches each repository's metadata and keys, builds the
 // local packages, resolves the dependency closure of the package sets,
 // downloads and verifies the shipped packages, and writes
-// BUILD_ROOT/root/packages/redhat/<repo>/ with repodata, and the
-// repositories' GPG keys beside them as RPM-GPG-KEY-metalk8s-<repo>_<n>.
+// <OutDir>/<repo>/ (BUILD_ROOT/root/packages/redhat/<repo>/ in a build)
+// with repodata, and the repositories' GPG keys beside them as
+// RPM-GPG-KEY-metalk8s-<repo>_<n>.
 //
 // Resolution always runs (upstream metadata may change); its result is
-// written to BUILD_ROOT/packages/resolved.json only when it changed, and
+// written to <StateDir>/resolved.json only when it changed, and
 // the step that populates the repositories is skipped when that file, the
 // signing key and the epoch are unchanged.
 package packaging
@@ -30,7 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/gobin"
 	"github.com/metalk8s/buildchain/buildchain/rpm/depsolve"
@@ -80,9 +80,27 @@ type repoState struct {
 // caller, which owns the step that builds them.
 type Binaries func(ctx context.Context) (map[string]string, error)
 
+// Options are what Packaging needs of the run: configuration values, the
+// step engine, and where to report.
+type Options struct {
+	ProjectRoot    string            // holds cmd/, for the CLIs local packages ship
+	PackagesFile   string            // packages.yaml (PACKAGES_FILE)
+	RepoMirrors    map[string]string // REPO_MIRRORS
+	RepoSigningKey string            // REPO_SIGNING_KEY: armored private key file, or empty
+	Epoch          time.Time         // SOURCE_DATE_EPOCH
+	Jobs           int               // parallel downloads and repodata workers
+	CacheDir       string            // keys, metadata and packages, kept between runs
+	StateDir       string            // resolved.json
+	OutDir         string            // the repositories: <OutDir>/<repo>/
+	Engine         *step.Engine
+	Log            io.Writer // nil is silent
+	// Binaries is only called when a local package ships a CLI binary;
+	// when nil, such a package is "not built yet".
+	Binaries Binaries
+}
+
 type run struct {
-	b      *build.Build
-	bins   Binaries
+	opts   Options
 	client *http.Client
 	cache  string
 	epoch  time.Time
@@ -90,20 +108,18 @@ type run struct {
 }
 
 // Packaging builds the RPM repositories of the ISO root. It is what the
-// `packaging` mage target runs. bins is only called when a local package
-// ships a CLI binary; with a nil bins such a package is "not built yet".
-func Packaging(ctx context.Context, b *build.Build, bins Binaries) error {
-	cfg := b.Cfg
-	r := &run{b: b, bins: bins, client: &http.Client{Timeout: 10 * time.Minute}, cache: filepath.Join(cfg.BuildRoot, "cache", "rpm"), epoch: cfg.Epoch()}
-	list, err := pkglist.Load(cfg.PackagesFile)
+// `packaging` mage target runs.
+func Packaging(ctx context.Context, opts Options) error {
+	r := &run{opts: opts, client: &http.Client{Timeout: 10 * time.Minute}, cache: opts.CacheDir, epoch: opts.Epoch.UTC()}
+	list, err := pkglist.Load(opts.PackagesFile)
 	if err != nil {
 		return err
 	}
-	if err := list.ApplyMirrors(cfg.RepoMirrors); err != nil {
+	if err := list.ApplyMirrors(opts.RepoMirrors); err != nil {
 		return err
 	}
-	if cfg.RepoSigningKey != "" {
-		if r.signer, err = pgp.LoadSigner(cfg.RepoSigningKey); err != nil {
+	if opts.RepoSigningKey != "" {
+		if r.signer, err = pgp.LoadSigner(opts.RepoSigningKey); err != nil {
 			return fmt.Errorf("REPO_SIGNING_KEY: %w", err)
 		}
 	}
@@ -113,22 +129,22 @@ func Packaging(ctx context.Context, b *build.Build, bins Binaries) error {
 	}
 	data, _ := json.MarshalIndent(resolved, "", "  ")
 	data = append(data, '\n')
-	resolvedPath := filepath.Join(cfg.BuildRoot, "packages", "resolved.json")
+	resolvedPath := filepath.Join(opts.StateDir, "resolved.json")
 	if old, err := os.ReadFile(resolvedPath); err != nil || !bytes.Equal(old, data) {
 		if err := fsutil.WriteFile(resolvedPath, data, 0o644); err != nil {
 			return err
 		}
 	}
-	out := filepath.Join(cfg.RootDir(), "packages", "redhat")
+	out := opts.OutDir
 	inputs := []step.Input{
 		step.File(resolvedPath),
-		step.Value("SOURCE_DATE_EPOCH", strconv.FormatInt(cfg.SourceDateEpoch, 10)),
-		step.Value("REPO_SIGNING_KEY", cfg.RepoSigningKey),
+		step.Value("SOURCE_DATE_EPOCH", strconv.FormatInt(r.epoch.Unix(), 10)),
+		step.Value("REPO_SIGNING_KEY", opts.RepoSigningKey),
 	}
-	if cfg.RepoSigningKey != "" {
-		inputs = append(inputs, step.File(cfg.RepoSigningKey))
+	if opts.RepoSigningKey != "" {
+		inputs = append(inputs, step.File(opts.RepoSigningKey))
 	}
-	return b.Engine.Run(ctx, step.Step{
+	return opts.Engine.Run(ctx, step.Step{
 		Name:    "packaging: repositories",
 		Inputs:  inputs,
 		Outputs: []string{out},
@@ -296,7 +312,7 @@ func (r *run) buildLocal(ctx context.Context, list *pkglist.List) (map[string][]
 	}
 	var bins map[string]string
 	if needBins {
-		clis, err := gobin.Discover(r.b.Cfg.ProjectRoot)
+		clis, err := gobin.Discover(r.opts.ProjectRoot)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -308,14 +324,14 @@ func (r *run) buildLocal(ctx context.Context, list *pkglist.List) (map[string][]
 			for _, f := range s.Files {
 				if f.Binary != "" && !have[f.Binary] {
 					return nil, nil, fmt.Errorf("%s:%d: local package %s ships cmd/%s: %w", s.File, f.Line, s.Name, f.Binary,
-						build.NotBuiltYet("the "+f.Binary+" CLI", "the local package "+list.Local[i].Spec))
+						step.NotBuiltYet("the "+f.Binary+" CLI", "the local package "+list.Local[i].Spec))
 				}
 			}
 		}
-		if r.bins == nil {
-			return nil, nil, build.NotBuiltYet("packaging: local packages that ship CLI binaries (no binary builder given)", "issue 5")
+		if r.opts.Binaries == nil {
+			return nil, nil, step.NotBuiltYet("packaging: local packages that ship CLI binaries (no binary builder given)", "issue 5")
 		}
-		if bins, err = r.bins(ctx); err != nil {
+		if bins, err = r.opts.Binaries(ctx); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -450,7 +466,7 @@ func (r *run) resolve(ctx context.Context, list *pkglist.List) (*Resolved, error
 // repositories out in a temporary tree with repodata and keys, and
 // publishes it in one rename.
 func (r *run) populate(ctx context.Context, res *Resolved, out string) error {
-	f := &fetch.Fetcher{Dir: filepath.Join(r.cache, "packages"), Client: r.client, Jobs: r.b.Cfg.Jobs}
+	f := &fetch.Fetcher{Dir: filepath.Join(r.cache, "packages"), Client: r.client, Jobs: r.opts.Jobs}
 	var items []fetch.Item
 	for _, rr := range res.Repos {
 		var ring *pgp.Keyring
@@ -504,7 +520,7 @@ func (r *run) populate(ctx context.Context, res *Resolved, out string) error {
 				return err
 			}
 		}
-		opt := repogen.Options{Epoch: &r.epoch, Workers: r.b.Cfg.Jobs, Incremental: true, Checksums: sums}
+		opt := repogen.Options{Epoch: &r.epoch, Workers: r.opts.Jobs, Incremental: true, Checksums: sums}
 		if r.signer != nil {
 			opt.Sign = func(md []byte) ([]byte, error) { return r.signer.SignArmored(md, r.epoch) }
 		}
@@ -534,6 +550,9 @@ func (r *run) populate(ctx context.Context, res *Resolved, out string) error {
 	}
 	if err := clampTimes(tmp, r.epoch); err != nil {
 		return err
+	}
+	if r.opts.Log != nil {
+		fmt.Fprintf(r.opts.Log, "packaging: %d packages in %d repositories\n", len(items), len(res.Repos))
 	}
 	return fsutil.PublishDir(tmp, out)
 }

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
@@ -100,14 +99,20 @@ func (f *fixture) config(t *testing.T, buildRoot string) *config.Config {
 
 func runPackaging(t *testing.T, cfg *config.Config) ([]step.Result, error) {
 	t.Helper()
-	b, err := build.OpenConfig(cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = Packaging(context.Background(), b, nil)
-	res := b.Engine.Results()
-	b.Close()
-	return res, err
+	e := step.New(cfg.BuildRoot, io.Discard)
+	err := Packaging(context.Background(), Options{
+		ProjectRoot:    cfg.ProjectRoot,
+		PackagesFile:   cfg.PackagesFile,
+		RepoMirrors:    cfg.RepoMirrors,
+		RepoSigningKey: cfg.RepoSigningKey,
+		Epoch:          cfg.Epoch(),
+		Jobs:           cfg.Jobs,
+		CacheDir:       filepath.Join(cfg.BuildRoot, "cache", "rpm"),
+		StateDir:       filepath.Join(cfg.BuildRoot, "packages"),
+		OutDir:         filepath.Join(cfg.RootDir(), "packages", "redhat"),
+		Engine:         e,
+	})
+	return e.Results(), err
 }
 
 func listTree(t *testing.T, dir string) []string {
