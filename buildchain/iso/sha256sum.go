@@ -7,36 +7,49 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
 )
 
 // UpdateSHA256SUM sets the line for name in a sha256sum-format file,
-// replacing any previous line for it and keeping the others, atomically.
+// replacing any previous line for it and keeping the others. The file is
+// replaced atomically (mode 0644), and the read-modify-write runs under
+// the lock file beside it (see lockSums), so that concurrent writers into
+// one directory, in this process or others, each keep their line.
 func UpdateSHA256SUM(sumFile, name, sum string) error {
+	l, err := lockSums(filepath.Dir(sumFile))
+	if err != nil {
+		return err
+	}
+	defer l.Unlock()
+	return updateSHA256SUM(sumFile, name, sum)
+}
+
+// updateSHA256SUM is UpdateSHA256SUM for a caller holding the lock.
+func updateSHA256SUM(sumFile, name, sum string) error {
 	old, err := os.ReadFile(sumFile)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("iso: %w", err)
 	}
-	out := updateSums(old, name, sum)
-	tmp, err := os.CreateTemp(filepath.Dir(sumFile), ".SHA256SUM.tmp-*")
-	if err != nil {
-		return fmt.Errorf("iso: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("iso: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("iso: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("iso: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), sumFile); err != nil {
-		return fmt.Errorf("iso: %w", err)
+	if err := fsutil.WriteFile(sumFile, updateSums(old, name, sum), 0o644); err != nil {
+		return fmt.Errorf("iso: updating %s: %w", sumFile, err)
 	}
 	return nil
+}
+
+// sumLockName is the lock file that orders the writers of a directory's
+// images and SHA256SUM. It exists only while one of them holds it (see
+// fsutil.LockFile), and is hidden like the temporary files.
+const sumLockName = ".SHA256SUM.lock"
+
+// lockSums takes the lock of the image directory dir, waiting for other
+// writers.
+func lockSums(dir string) (*fsutil.FileLock, error) {
+	l, err := fsutil.LockFile(filepath.Join(dir, sumLockName))
+	if err != nil {
+		return nil, fmt.Errorf("iso: %w", err)
+	}
+	return l, nil
 }
 
 // updateSums returns the contents of a SHA256SUM file with the line for
