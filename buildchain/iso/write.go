@@ -11,6 +11,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
 )
 
 // Write streams the image to w. With ImplantMD5, w must also be an
@@ -164,14 +167,29 @@ func (p *plan) emit(s *stream) error {
 // NoChecksumFile is set, it then records the image's digest in the
 // SHA256SUM file of that directory (in sha256sum format, replacing any
 // line for the same name).
+//
+// Writers into one directory are ordered by a lock file beside SHA256SUM
+// (see lockSums), held while the temporary file is made and while it is
+// renamed and its line recorded: the image at outPath and its line then
+// always match, whichever of two writers of outPath comes last. Under the
+// lock, temporary files of this output and of SHA256SUM that no live
+// writer holds (left by a writer killed with -9) are removed first.
+//
+// When outPath lies inside a source tree of the image, the entries this
+// run and its peers write there (the image, its temporary files,
+// SHA256SUM and the lock) are left out of the image: a rebuild into the
+// same place must not pack the previous image into the next.
 func (b *Builder) WriteFile(ctx context.Context, outPath string) (res *Result, err error) {
 	dir, base := filepath.Split(outPath)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err := b.excludeOutput(dir, base); err != nil {
+		return nil, err
+	}
+	tmp, err := b.createTemp(dir, base)
 	if err != nil {
-		return nil, fmt.Errorf("iso: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err != nil {
@@ -196,21 +214,76 @@ func (b *Builder) WriteFile(ctx context.Context, outPath string) (res *Result, e
 	if err = tmp.Chmod(0o644); err != nil {
 		return nil, fmt.Errorf("iso: %w", err)
 	}
-	if err = tmp.Close(); err != nil {
-		return nil, fmt.Errorf("iso: %w", err)
-	}
 	if err = ctx.Err(); err != nil {
 		return nil, err
+	}
+	l, err := lockSums(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	// Closed under the lock: closing releases the hold that keeps a
+	// concurrent writer's clean-up away from the file.
+	if err = tmp.Close(); err != nil {
+		return nil, fmt.Errorf("iso: %w", err)
 	}
 	if err = os.Rename(tmp.Name(), outPath); err != nil {
 		return nil, fmt.Errorf("iso: %w", err)
 	}
 	if !b.opts.NoChecksumFile {
-		if err := UpdateSHA256SUM(filepath.Join(dir, "SHA256SUM"), base, res.SHA256); err != nil {
+		if err := updateSHA256SUM(filepath.Join(dir, "SHA256SUM"), base, res.SHA256); err != nil {
 			return res, err
 		}
 	}
 	return res, nil
+}
+
+// createTemp makes the temporary file of outPath = dir/base, under the
+// directory's lock, after removing the stale temporary files there, and
+// holds it for as long as it is open.
+func (b *Builder) createTemp(dir, base string) (*os.File, error) {
+	l, err := lockSums(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Unlock()
+	if _, err := fsutil.RemoveStale(dir, func(name string) bool { return isTemp(name, base) }); err != nil {
+		return nil, fmt.Errorf("iso: removing stale temporary files in %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, tempPattern(base))
+	if err != nil {
+		return nil, fmt.Errorf("iso: %w", err)
+	}
+	if err := fsutil.Hold(tmp); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("iso: %w", err)
+	}
+	return tmp, nil
+}
+
+// tempPattern names the temporary files of an image called base, the
+// fsutil way, so that fsutil.RemoveTemps (clean) removes them too.
+func tempPattern(base string) string { return fsutil.TempPrefix + base + "-*" }
+
+// isTemp tells whether name is a temporary file WriteFile makes beside an
+// image called base: the image's own, SHA256SUM's (fsutil.WriteFile's),
+// and the names versions before the lock used ("." + base + ".tmp-*",
+// ".SHA256SUM.tmp-*"). Prefixes of other images' temporary files may match
+// too ("a.iso" and "a.iso-2"); RemoveStale leaves those alone while their
+// writer lives.
+func isTemp(name, base string) bool {
+	for _, prefix := range []string{
+		fsutil.TempPrefix + base + "-",
+		fsutil.TempPrefix + "SHA256SUM-",
+		"." + base + ".tmp-",
+		".SHA256SUM.tmp-",
+	} {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // fileSHA256 digests the first size bytes of f, reading and hashing on
