@@ -108,7 +108,18 @@ const (
 	maxDirs = 65535
 )
 
+// resolveEpoch returns the build date, clamped to what the volume
+// descriptor's dates can hold (see maxVolumeDate), and whether mtimes are
+// clamped to it.
 func resolveEpoch(opts *Options) (epoch time.Time, clamp bool, err error) {
+	epoch, clamp, err = rawEpoch(opts)
+	if epoch.After(maxVolumeDate) {
+		epoch = maxVolumeDate
+	}
+	return epoch, clamp, err
+}
+
+func rawEpoch(opts *Options) (epoch time.Time, clamp bool, err error) {
 	if !opts.Epoch.IsZero() {
 		return opts.Epoch.UTC(), true, nil
 	}

@@ -6,8 +6,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-
-	"golang.org/x/sys/unix"
 )
 
 // tailer computes the image's digests by reading the output file back,
@@ -129,23 +127,4 @@ func (t *tailer) run(ctx context.Context, free <-chan []byte, full chan<- []byte
 			return ctx.Err()
 		}
 	}
-}
-
-// preadFull reads into p at off until p is full or the file ends.
-func preadFull(fd int, p []byte, off int64) (int, error) {
-	n := 0
-	for n < len(p) {
-		k, err := unix.Pread(fd, p[n:], off+int64(n))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return n, err
-		}
-		if k == 0 {
-			break
-		}
-		n += k
-	}
-	return n, nil
 }

@@ -34,6 +34,11 @@ type node struct {
 	ino      *inode
 	target   string // symlink target
 
+	// The source directory the node was read from and its name there,
+	// by which WriteFile recognises its own outputs (see excludeOutput).
+	srcDir  devIno
+	srcName string
+
 	// Identifiers, computed when the tree is frozen.
 	isoName []byte // primary, d-characters
 	jName   []byte // Joliet, UCS-2 big-endian
@@ -94,7 +99,7 @@ func New(opts Options) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{opts: opts, epoch: epoch, clamp: clamp, links: map[devIno]*inode{}}
-	b.root = &node{kind: kindDir, byName: map[string]*node{}, ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: epoch}}
+	b.root = &node{kind: kindDir, byName: map[string]*node{}, ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: recordDate(epoch)}}
 	return b, nil
 }
 
@@ -121,7 +126,7 @@ func (b *Builder) AddTree(isoDir, src string) error {
 	if dir == b.root {
 		b.setAttrs(dir.ino, src, fi)
 	}
-	return b.walk(dir, src)
+	return b.walk(dir, src, idOf(fi))
 }
 
 // Add adds one source path at isoPath: a regular file, a symlink (stored,
@@ -147,8 +152,14 @@ func (b *Builder) Add(isoPath, src string) error {
 		b.setAttrs(n.ino, src, fi)
 		return nil
 	}
-	_, err = b.addEntry(dir, name, src, fi)
-	return err
+	n, err := b.addEntry(dir, name, src, fi)
+	if err != nil {
+		return err
+	}
+	if pfi, err := os.Stat(filepath.Dir(src)); err == nil {
+		n.srcDir, n.srcName = idOf(pfi), filepath.Base(src)
+	}
+	return nil
 }
 
 func (b *Builder) mkdirs(p string) (*node, error) {
@@ -160,7 +171,7 @@ func (b *Builder) mkdirs(p string) (*node, error) {
 		n := dir.byName[part]
 		if n == nil {
 			n = &node{name: part, kind: kindDir, parent: dir, byName: map[string]*node{},
-				ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: b.epoch, src: part}}
+				ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: recordDate(b.epoch), src: part}}
 			if err := b.link(dir, n); err != nil {
 				return nil, err
 			}
@@ -195,7 +206,9 @@ func (b *Builder) isoPath(n *node) string {
 	return "/" + p
 }
 
-func (b *Builder) walk(dir *node, src string) error {
+// walk adds the entries of the source directory src, whose identity is
+// id, under dir.
+func (b *Builder) walk(dir *node, src string, id devIno) error {
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		return fmt.Errorf("iso: %w", err)
@@ -210,8 +223,9 @@ func (b *Builder) walk(dir *node, src string) error {
 		if err != nil {
 			return err
 		}
+		n.srcDir, n.srcName = id, e.Name()
 		if n.kind == kindDir {
-			if err := b.walk(n, p); err != nil {
+			if err := b.walk(n, p, idOf(fi)); err != nil {
 				return err
 			}
 		}
@@ -267,6 +281,85 @@ func (b *Builder) addEntry(dir *node, name, src string, fi fs.FileInfo) (*node, 
 	return n, nil
 }
 
+func idOf(fi fs.FileInfo) devIno {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return devIno{uint64(st.Dev), uint64(st.Ino)}
+	}
+	return devIno{}
+}
+
+// excludeOutput drops from the image what WriteFile and its peers write
+// into dir, the output directory, when dir is also a source directory:
+// the image base, its temporary files, SHA256SUM (unless NoChecksumFile)
+// and the lock file. Entries are recognised by their source directory's
+// device and inode, so that paths spelled differently, or through
+// symlinks, still match.
+func (b *Builder) excludeOutput(dir, base string) error {
+	if b.frozen {
+		return nil // write refuses it
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("iso: output directory: %w", err)
+	}
+	out := idOf(fi)
+	if out == (devIno{}) {
+		return nil
+	}
+	drop := func(n *node) bool {
+		if n.srcDir != out {
+			return false
+		}
+		switch {
+		case n.srcName == base, n.srcName == sumLockName, isTemp(n.srcName, base):
+			return true
+		case n.srcName == "SHA256SUM":
+			return !b.opts.NoChecksumFile
+		}
+		return false
+	}
+	var visit func(d *node)
+	visit = func(d *node) {
+		kept := d.children[:0]
+		for _, c := range d.children {
+			if drop(c) {
+				delete(d.byName, c.name)
+				continue
+			}
+			if c.kind == kindDir {
+				visit(c)
+			}
+			kept = append(kept, c)
+		}
+		clear(d.children[len(kept):])
+		d.children = kept
+	}
+	visit(b.root)
+	return nil
+}
+
+// The last dates ISO 9660 can hold: the 7-byte dates of directory records
+// (and Rock Ridge TF entries) count years since 1900 in one byte (ECMA-119
+// 9.1.5), the 17-byte volume dates have four digits (8.4.26.1). A later
+// date would wrap (2300 reads back as 2044); it is clamped instead, as an
+// mtime after the epoch is clamped to the epoch.
+var (
+	maxRecordDate = time.Date(2155, 12, 31, 23, 59, 59, 0, time.UTC)
+	maxVolumeDate = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// recordDate brings t within what a directory record can hold; dates
+// before 1970 become the Unix epoch, as they always did.
+func recordDate(t time.Time) time.Time {
+	if t.After(maxRecordDate) {
+		return maxRecordDate
+	}
+	if t.Year() < 1970 {
+		return time.Unix(0, 0).UTC()
+	}
+	return t
+}
+
 func validName(s string) bool {
 	if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\x00") {
 		return false
@@ -280,9 +373,7 @@ func (b *Builder) setAttrs(ino *inode, src string, fi fs.FileInfo) {
 	if b.clamp && ino.mtime.After(b.epoch) {
 		ino.mtime = b.epoch
 	}
-	if ino.mtime.Year() < 1970 {
-		ino.mtime = time.Unix(0, 0).UTC()
-	}
+	ino.mtime = recordDate(ino.mtime)
 	m := fi.Mode()
 	ino.mode = uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {

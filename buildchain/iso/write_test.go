@@ -9,10 +9,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 // TestWritePaths: the ways bytes reach the output (into a file, digested
@@ -214,6 +221,180 @@ func TestCrossFilesystem(t *testing.T) {
 		}
 		if !bytes.Equal(buf.Bytes(), img) {
 			t.Errorf("no-sum %v: the image differs from Builder.Write's", noSum)
+		}
+	}
+}
+
+// TestStaleTemps: the temporary files of writers killed before they could
+// clean up are removed by the next write into the directory, under its
+// lock; those a live writer holds, and other files, stay.
+func TestStaleTemps(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	writeFile(t, filepath.Join(src, "a"), "a\n", 0o644)
+	dir := t.TempDir()
+	stale := []string{".tmp-x.iso-111", ".x.iso.tmp-333", ".tmp-SHA256SUM-444", ".SHA256SUM.tmp-555"}
+	kept := []string{".tmp-other.iso-1", "x.iso.tmp", "notes.txt"}
+	for _, n := range append(stale, kept...) {
+		writeFile(t, filepath.Join(dir, n), "litter\n", 0o644)
+	}
+	live, err := os.Create(filepath.Join(dir, ".tmp-x.iso-222"))
+	must(t, err)
+	defer live.Close()
+	must(t, fsutil.Hold(live))
+	kept = append(kept, ".tmp-x.iso-222")
+
+	buildISO(t, src, filepath.Join(dir, "x.iso"), productOpts())
+	for _, n := range stale {
+		if _, err := os.Lstat(filepath.Join(dir, n)); !os.IsNotExist(err) {
+			t.Errorf("stale %s not removed: %v", n, err)
+		}
+	}
+	for _, n := range append(kept, "x.iso", "SHA256SUM") {
+		if _, err := os.Lstat(filepath.Join(dir, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}
+
+// TestDateClamp: mtimes after the last date a directory record can hold
+// (2155) are clamped to it, not wrapped (2300 would read back as 2044);
+// volume dates hold years up to 9999. Read back by isoinfo and from the
+// volume descriptor's bytes.
+func TestDateClamp(t *testing.T) {
+	isoinfo := testenv.Need(t, "isoinfo")[0]
+	src := filepath.Join(t.TempDir(), "src")
+	writeFile(t, filepath.Join(src, "d", "future"), "x\n", 0o644)
+	writeFile(t, filepath.Join(src, "now"), "y\n", 0o644)
+	y2300 := time.Date(2300, 6, 1, 12, 0, 0, 0, time.UTC)
+	// Not os.Chtimes: it goes through nanoseconds since 1970, which an
+	// int64 holds only up to 2262.
+	ts := []unix.Timespec{{Sec: y2300.Unix()}, {Sec: y2300.Unix()}}
+	for _, p := range []string{filepath.Join(src, "d", "future"), filepath.Join(src, "d")} {
+		must(t, unix.UtimesNano(p, ts))
+		if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(y2300) {
+			t.Fatalf("%s: mtime %v, %v", p, fi.ModTime(), err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		epoch   string // SOURCE_DATE_EPOCH
+		vol     string // the PVD's creation date
+		nowYear string // of the file dated now
+	}{
+		// No epoch: mtimes are not clamped to it, only to 2155.
+		{"no epoch", "", "", time.Now().UTC().Format("2006")},
+		// An epoch in 2300: the volume date holds it, records cannot.
+		{"epoch 2300", strconv.FormatInt(y2300.Unix(), 10), "2300060112000000", time.Now().UTC().Format("2006")},
+		// An epoch past 9999 is clamped too.
+		{"epoch 30000", "884541340800", "9999123123595900", time.Now().UTC().Format("2006")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("SOURCE_DATE_EPOCH", tc.epoch)
+			out := filepath.Join(t.TempDir(), "x.iso")
+			if _, err := Write(context.Background(), out, src, productOpts()); err != nil {
+				t.Fatal(err)
+			}
+			l := run(t, isoinfo, "-R", "-l", "-i", out)
+			for _, name := range []string{"future", "d"} {
+				re := regexp.MustCompile(`(?m)^[-d]\S+\s.*\s(\w{3}\s+\d+\s+\d{4})\s+\[[^]]*\]\s\s` + name + `\s*$`)
+				m := re.FindStringSubmatch(l)
+				if m == nil || !strings.HasSuffix(m[1], "2155") || !strings.HasPrefix(m[1], "Dec 31") {
+					t.Errorf("%s: dated %q by isoinfo, want Dec 31 2155:\n%s", name, m, l)
+				}
+			}
+			if m := regexp.MustCompile(`(?m)\s(\d{4})\s+\[[^]]*\]\s\snow\s*$`).FindStringSubmatch(l); m == nil || m[1] != tc.nowYear {
+				t.Errorf("the file dated now: %q, want the year %s:\n%s", m, tc.nowYear, l)
+			}
+			if tc.vol != "" {
+				img, err := os.ReadFile(out)
+				must(t, err)
+				if got := string(img[16*sectorSize+813 : 16*sectorSize+829]); got != tc.vol {
+					t.Errorf("volume creation date %q, want %q", got, tc.vol)
+				}
+			}
+		})
+	}
+}
+
+// TestOutputInsideSource: an image written inside its own source tree
+// does not pack what this run and its peers write there (the previous
+// image, SHA256SUM, temporary files of live writers), however the output
+// path is spelled: the rebuild gives the same image as the first build.
+func TestOutputInsideSource(t *testing.T) {
+	isoinfo := testenv.Need(t, "isoinfo")[0]
+	src := filepath.Join(t.TempDir(), "src")
+	writeFile(t, filepath.Join(src, "keep.txt"), "kept\n", 0o644)
+	writeFile(t, filepath.Join(src, "sub", "SHA256SUM"), "not the output's\n", 0o644)
+	must(t, os.MkdirAll(filepath.Join(src, "dist"), 0o755))
+	link := filepath.Join(t.TempDir(), "link")
+	must(t, os.Symlink(src, link))
+
+	first := buildISO(t, src, filepath.Join(src, "dist", "o.iso"), productOpts())
+	live, err := os.Create(filepath.Join(src, "dist", ".tmp-o.iso-live"))
+	must(t, err)
+	defer live.Close()
+	must(t, fsutil.Hold(live))
+	for _, out := range []string{filepath.Join(src, "dist", "o.iso"), filepath.Join(link, "dist", "o.iso"), filepath.Join(src, "dist", "..", "dist", "o.iso")} {
+		again := buildISO(t, src, out, productOpts())
+		if again.SHA256 != first.SHA256 {
+			list := run(t, isoinfo, "-R", "-f", "-i", filepath.Join(src, "dist", "o.iso"))
+			t.Fatalf("written to %s, the rebuild differs from the first build; it holds:\n%s", out, list)
+		}
+	}
+	list := run(t, isoinfo, "-R", "-f", "-i", filepath.Join(src, "dist", "o.iso"))
+	for _, want := range []string{"/keep.txt", "/sub/SHA256SUM", "/dist"} {
+		if !strings.Contains(list, want+"\n") {
+			t.Errorf("%s missing from the image:\n%s", want, list)
+		}
+	}
+	if strings.Contains(list, "/dist/") {
+		t.Errorf("outputs packed into the image:\n%s", list)
+	}
+}
+
+// TestRockRidgeModes: the Rock Ridge modes are the source's: 0755
+// directories and executables, 0644 files, and a 0700 directory kept
+// stricter on purpose, as isoinfo and bsdtar read them.
+func TestRockRidgeModes(t *testing.T) {
+	bins := testenv.Need(t, "isoinfo", "bsdtar")
+	src := filepath.Join(t.TempDir(), "src")
+	writeFile(t, filepath.Join(src, "images", "app", "1.0", "manifest.json"), "{}\n", 0o644)
+	writeFile(t, filepath.Join(src, "bin", "tool"), "#!/bin/sh\n", 0o755)
+	writeFile(t, filepath.Join(src, "private", "key"), "k\n", 0o644)
+	want := map[string]os.FileMode{
+		"images": 0o755, "images/app": 0o755, "images/app/1.0": 0o755, "images/app/1.0/manifest.json": 0o644,
+		"bin": 0o755, "bin/tool": 0o755, "private": 0o700, "private/key": 0o644,
+	}
+	for p, m := range want { // whatever the umask
+		must(t, os.Chmod(filepath.Join(src, p), m))
+	}
+	out := filepath.Join(t.TempDir(), "x.iso")
+	buildISO(t, src, out, productOpts())
+	dir := ""
+	got := map[string]string{}
+	for _, line := range strings.Split(run(t, bins[0], "-R", "-l", "-i", out), "\n") {
+		if d, ok := strings.CutPrefix(line, "Directory listing of /"); ok {
+			dir = d
+			continue
+		}
+		if f := strings.Fields(line); len(f) > 0 && len(f[0]) == 10 && f[len(f)-1] != "." && f[len(f)-1] != ".." {
+			got["isoinfo "+dir+f[len(f)-1]] = f[0]
+		}
+	}
+	for _, line := range strings.Split(run(t, bins[1], "-tvf", out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[len(f)-1] != "." {
+			got["bsdtar "+strings.TrimSuffix(f[len(f)-1], "/")] = f[0]
+		}
+	}
+	for p, m := range want {
+		typ := "-"
+		if fi, _ := os.Stat(filepath.Join(src, p)); fi.IsDir() {
+			typ = "d"
+		}
+		for _, reader := range []string{"isoinfo", "bsdtar"} {
+			if s := got[reader+" "+p]; s != typ+m.String()[1:] {
+				t.Errorf("%s: %s reads %q, want %s", p, reader, s, typ+m.String()[1:])
+			}
 		}
 	}
 }
