@@ -157,10 +157,11 @@ func (v *validator) run() {
 // safety refuses special files and links leaving the archive, and checks
 // names against the limits of 12.2.1.
 func (v *validator) safety() {
+	links := newLinkResolver(v.byPath)
 	for _, n := range v.a.nodes() {
 		switch {
 		case n.Mode&fs.ModeSymlink != 0:
-			if msg := linkEscape(n.Path, n.Target); msg != "" {
+			if msg := links.linkProblem(n); msg != "" {
 				v.bad(n.Path, msg)
 			}
 		case n.Mode.IsDir(), n.Mode.IsRegular():
@@ -172,21 +173,6 @@ func (v *validator) safety() {
 		}
 		v.nameLimits(n)
 	}
-}
-
-// linkEscape says why a link target leaves the archive, or "".
-func linkEscape(p, target string) string {
-	if target == "" {
-		return "symbolic link with an empty target"
-	}
-	if strings.HasPrefix(target, "/") {
-		return fmt.Sprintf("symbolic link to the absolute path %q escapes the archive (the archive is mounted at an arbitrary place)", target)
-	}
-	resolved := path.Join(path.Dir(p), target)
-	if resolved == ".." || strings.HasPrefix(resolved, "../") {
-		return fmt.Sprintf("symbolic link to %q escapes the archive", target)
-	}
-	return ""
 }
 
 // nameLimits applies 12.2.1. ISO 9660 level 3 identifiers: directories 31

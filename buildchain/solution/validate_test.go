@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/internal/testenv"
 	"github.com/metalk8s/buildchain/registrygen"
@@ -256,6 +257,75 @@ func TestDirectoryFaults(t *testing.T) {
 			}
 			if !found {
 				t.Fatalf("want a problem at %q containing %q, got %v", tc.path, tc.contains, rep.Problems)
+			}
+		})
+	}
+}
+
+// TestLinkChains: links are resolved as the kernel does, through every
+// component, so a chain of relative links that a textual check passes
+// (a/b/root → ../../.., then root/../../../../etc) is refused, in a tree
+// and in the ISOs genisoimage and the project's writer make of it, while
+// legitimate chains pass.
+func TestLinkChains(t *testing.T) {
+	type link struct{ path, target string }
+	cases := []struct {
+		name  string
+		links []link
+		bad   map[string]string // path → message part; others must pass
+	}{
+		{"issue chain", []link{{"links/a/b/root", "../../.."}, {"links/a/b/esc", "root/../../../../etc"}},
+			map[string]string{"links/a/b/esc": "through the links links/a/b/root, it goes above the archive root"}},
+		{"link cancelled by ..", []link{{"links/a/b/root", "../../.."}, {"links/esc", "a/b/root/../etc"}},
+			map[string]string{"links/esc": "escapes the archive"}},
+		{"absolute through a relative link", []link{{"links/abs", "/etc"}, {"links/rel", "abs/passwd"}},
+			map[string]string{"links/abs": "absolute path \"/etc\"", "links/rel": "reaches the absolute path \"/etc\""}},
+		{"loop", []link{{"links/l1", "l2"}, {"links/l2", "l1"}},
+			map[string]string{"links/l1": "more than 40 links", "links/l2": "more than 40 links"}},
+		{"legitimate", []link{
+			{"links/up", "../product.txt"},
+			{"links/a/b/up", "../../../operator/deploy/role.yaml"},
+			{"links/crds", "../operator/deploy/crds"},                  // a directory link …
+			{"links/deploy", "crds/.."},                                // … as an intermediate component
+			{"links/role", "deploy/role.yaml"},                         // … twice
+			{"links/deeper", "crds/../../../product.txt"},              // ".." from where the link leads, not where it is
+			{"links/dangling", "missing/file"},                         // dangling inside: allowed, as before
+			{"links/c0", "c1"}, {"links/c1", "c2"}, {"links/c2", "up"}, // a chain
+		}, nil},
+	}
+	gen := testenv.Need(t, "genisoimage")[0]
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			root := validTree(t)
+			for _, l := range tc.links {
+				p := filepath.Join(root, filepath.FromSlash(l.path))
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(l.target, p); err != nil {
+					t.Fatal(err)
+				}
+			}
+			zero := uint32(0)
+			ours := filepath.Join(t.TempDir(), "ours.iso")
+			if _, err := iso.Write(context.Background(), ours, root, iso.Options{VolumeID: "example-solution 1.0.0", RockRidge: true, Joliet: true, JolietLong: true,
+				UID: &zero, GID: &zero, Epoch: time.Unix(1, 0), NoChecksumFile: true}); err != nil {
+				t.Fatal(err)
+			}
+			for _, archive := range []string{root, mkisofs(t, gen, root, "example-solution 1.0.0"), ours} {
+				rep := validateOrFail(t, archive)
+				got := map[string]string{}
+				for _, p := range rep.Problems {
+					got[p.Path] = p.Message
+				}
+				for p, want := range tc.bad {
+					if !strings.Contains(got[p], want) {
+						t.Errorf("%s: %s: want a problem containing %q, got %q", filepath.Base(archive), p, want, got[p])
+					}
+				}
+				if len(got) != len(tc.bad) {
+					t.Errorf("%s: want problems at %d links, got %v", filepath.Base(archive), len(tc.bad), rep.Problems)
+				}
 			}
 		})
 	}

@@ -169,6 +169,9 @@ func FromHeader(rp *rpmfile.Package) (*repomd.Package, error) {
 	for i := n - 1; i >= 0; i-- {
 		p.Changelogs = append(p.Changelogs, repomd.Changelog{Author: names[i], Date: times[i], Text: texts[i]})
 	}
+	if err := controlError(p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -225,4 +228,83 @@ func fileList(h *rpmfile.Header) ([]repomd.File, error) {
 
 func depKey(name string, flags int64, ver string) string {
 	return name + "\x00" + evr.Flags(flags).String() + "\x00" + ver
+}
+
+// controlAt returns the index of the first control character of s that
+// createrepo_c refuses (below 0x20, other than tab, LF and CR), or -1.
+func controlAt(s string) int {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return i
+		}
+	}
+	return -1
+}
+
+// controlError names the first string of p holding a control character
+// createrepo_c refuses, or returns nil. createrepo_c refuses such a package
+// (cr_Package_contains_forbidden_control_chars), and XML 1.0 cannot carry
+// the characters: dropping them would publish another name, so a file
+// /usr/bin/py\x01thon would provide /usr/bin/python. The fields checked
+// are createrepo_c's, descriptions and changelogs included.
+func controlError(p *repomd.Package) error {
+	bad := func(field, s string) error {
+		i := controlAt(s)
+		if i < 0 {
+			return nil
+		}
+		shown := s
+		if len(s) > 120 {
+			// A description or changelog: show where, not all.
+			shown = s[max(i-60, 0):min(i+60, len(s))]
+		}
+		return fmt.Errorf("package %s: %s %q holds the control character %#02x; createrepo_c refuses such a package too",
+			nevra(p), field, shown, s[i])
+	}
+	for _, f := range [...]struct{ name, val string }{
+		{"name", p.Name}, {"arch", p.Arch}, {"epoch", p.Epoch}, {"version", p.Ver}, {"release", p.Rel},
+		{"summary", p.Summary}, {"description", p.Description}, {"URL", p.URL}, {"license", p.License},
+		{"vendor", p.Vendor}, {"group", p.Group}, {"build host", p.BuildHost}, {"source RPM", p.SourceRPM},
+		{"packager", p.Packager}, {"location", p.Location}, {"location base", p.LocationBase},
+	} {
+		if err := bad(f.name, f.val); err != nil {
+			return err
+		}
+	}
+	for _, ds := range [...]struct {
+		kind string
+		deps []repomd.Dep
+	}{
+		{"provide", p.Provides}, {"require", p.Requires}, {"conflict", p.Conflicts}, {"obsolete", p.Obsoletes},
+		{"suggest", p.Suggests}, {"enhance", p.Enhances}, {"recommend", p.Recommends}, {"supplement", p.Supplements},
+	} {
+		for _, d := range ds.deps {
+			if err := bad(ds.kind, d.Name); err != nil {
+				return err
+			}
+			for _, v := range [...]string{d.Epoch, d.Ver, d.Rel} {
+				if controlAt(v) >= 0 {
+					return bad(ds.kind+" "+strconv.Quote(d.Name)+" version", v)
+				}
+			}
+		}
+	}
+	for _, f := range p.Files {
+		if err := bad("file", f.Path); err != nil {
+			return err
+		}
+	}
+	for _, c := range p.Changelogs {
+		if err := bad("changelog author", c.Author); err != nil {
+			return err
+		}
+		if controlAt(c.Text) >= 0 {
+			return bad("changelog text of "+strconv.Quote(c.Author), c.Text)
+		}
+	}
+	return nil
+}
+
+func nevra(p *repomd.Package) string {
+	return p.Name + "-" + p.Epoch + ":" + p.Ver + "-" + p.Rel + "." + p.Arch
 }

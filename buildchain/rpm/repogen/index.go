@@ -45,7 +45,7 @@ const indexName = "repogen-index.txt"
 // took about a tenth of an update's CPU for 1,000 packages), one record a
 // line, fields separated by one space:
 //
-//	repogen-index 2
+//	repogen-index 3
 //	repomd <sha256 of repomd.xml>
 //	doc <type> <sha256 of the compressed file> <number of parts>
 //	<content sha256 or -> <offset> <length> <SHA-256 state, base64>   (one line per part)
@@ -55,7 +55,9 @@ const indexName = "repogen-index.txt"
 //
 // A reader accepts exactly this layout and nothing else; anything else
 // means no index.
-const indexVersion = 2
+// Version 3: entries of version 2 may hold names whose control characters
+// were dropped (see controlError); re-reading the packages refuses them.
+const indexVersion = 3
 
 type index struct {
 	Version  int

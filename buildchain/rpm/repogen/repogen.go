@@ -346,8 +346,11 @@ func sameChunk(chunk []entry, ix *oldIndex, oc int) bool {
 }
 
 // listRPMs returns the slash-separated paths of the RPMs below dir, sorted,
-// skipping repodata and the temporary litter of interrupted runs. Symbolic
-// links are not followed, nor listed.
+// skipping repodata and the temporary litter of interrupted runs. A
+// symbolic link named *.rpm is listed under its own name and read through,
+// as createrepo_c does; it must lead to a regular file. Links to
+// directories are not followed (createrepo_c follows them, and loops on a
+// link to "..").
 func listRPMs(dir string) ([]string, error) {
 	var hrefs []string
 	var walk func(rel string) error
@@ -370,7 +373,16 @@ func listRPMs(dir string) ([]string, error) {
 				if err := walk(rel + name + "/"); err != nil {
 					return err
 				}
-			} else if strings.HasSuffix(name, ".rpm") && !strings.HasSuffix(name, ".src.rpm") && !strings.HasPrefix(name, ".") && d.Type().IsRegular() {
+			} else if strings.HasSuffix(name, ".rpm") && !strings.HasSuffix(name, ".src.rpm") && !strings.HasPrefix(name, ".") {
+				switch {
+				case d.Type().IsRegular():
+				case d.Type()&fs.ModeSymlink != 0:
+					if err := linkedRPM(filepath.Join(dir, filepath.FromSlash(rel+name))); err != nil {
+						return err
+					}
+				default:
+					continue
+				}
 				hrefs = append(hrefs, rel+name)
 			}
 		}
@@ -381,6 +393,27 @@ func listRPMs(dir string) ([]string, error) {
 	}
 	slices.Sort(hrefs)
 	return hrefs, nil
+}
+
+// linkedRPM checks that the link p, named like a package, leads to a
+// regular file. createrepo_c skips a dangling link, or one to a directory,
+// without a word; a package list that names it expects it indexed, so
+// here it is an error.
+func linkedRPM(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		target, _ := os.Readlink(p)
+		return fmt.Errorf("%s: symbolic link to %q does not lead to a package: %w", p, target, err)
+	}
+	if !fi.Mode().IsRegular() {
+		target, _ := os.Readlink(p)
+		kind := "directory"
+		if !fi.IsDir() {
+			kind = fsutil.TypeName(fi.Mode())
+		}
+		return fmt.Errorf("%s: symbolic link to %q leads to a %s, not a package file", p, target, kind)
+	}
+	return nil
 }
 
 // fileStat is what an update needs to know of a package file to reuse its
@@ -447,6 +480,9 @@ func packageEntry(dir, href string, st *fileStat, o *oldEntry, opt Options, now 
 	}
 	mtime, _ = clamp(mtime)
 	p.Location = href
+	if i := controlAt(href); i >= 0 {
+		return entry{}, fmt.Errorf("%s: package %s: file name holds the control character %#02x; createrepo_c refuses such a package too", path, nevra(p), href[i])
+	}
 	p.TimeFile = mtime
 	e := entry{href: href, pkgid: p.Checksum, size: p.SizePackage, time: mtime, fresh: true, oldPos: -1}
 	e.primary, e.files, e.other = w.fragments(p)
