@@ -285,7 +285,7 @@ func parseRecord(b []byte) (record, bool) {
 	r := record{
 		lba:   binary.LittleEndian.Uint32(b[2:6]),
 		size:  binary.LittleEndian.Uint32(b[10:14]),
-		date:  recordDate(b[18:25]),
+		date:  decodeRecordDate(b[18:25]),
 		flags: b[25],
 		name:  b[33 : 33+n],
 	}
@@ -299,9 +299,9 @@ func parseRecord(b []byte) (record, bool) {
 	return r, true
 }
 
-// recordDate decodes a 7-byte date (ECMA-119 9.1.5); the zero time when
+// decodeRecordDate decodes a 7-byte date (ECMA-119 9.1.5); the zero time when
 // it is not a date.
-func recordDate(b []byte) time.Time {
+func decodeRecordDate(b []byte) time.Time {
 	if b[1] < 1 || b[1] > 12 || b[2] < 1 || b[2] > 31 || b[3] > 23 || b[4] > 59 || b[5] > 59 {
 		return time.Time{}
 	}
@@ -517,7 +517,7 @@ func tfModify(data []byte) time.Time {
 	if off+size > len(data) || size != 7 {
 		return time.Time{} // 17-byte dates are not written by the tools at hand
 	}
-	return recordDate(data[off : off+size])
+	return decodeRecordDate(data[off : off+size])
 }
 
 // fileMode maps a PX mode to fs.FileMode.

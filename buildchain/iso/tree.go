@@ -99,7 +99,7 @@ func New(opts Options) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{opts: opts, epoch: epoch, clamp: clamp, links: map[devIno]*inode{}}
-	b.root = &node{kind: kindDir, byName: map[string]*node{}, ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: recordDate(epoch)}}
+	b.root = &node{kind: kindDir, byName: map[string]*node{}, ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: clampRecordDate(epoch)}}
 	return b, nil
 }
 
@@ -171,7 +171,7 @@ func (b *Builder) mkdirs(p string) (*node, error) {
 		n := dir.byName[part]
 		if n == nil {
 			n = &node{name: part, kind: kindDir, parent: dir, byName: map[string]*node{},
-				ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: recordDate(b.epoch), src: part}}
+				ino: &inode{mode: syscall.S_IFDIR | 0o755, mtime: clampRecordDate(b.epoch), src: part}}
 			if err := b.link(dir, n); err != nil {
 				return nil, err
 			}
@@ -348,9 +348,9 @@ var (
 	maxVolumeDate = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
 )
 
-// recordDate brings t within what a directory record can hold; dates
+// clampRecordDate brings t within what a directory record can hold; dates
 // before 1970 become the Unix epoch, as they always did.
-func recordDate(t time.Time) time.Time {
+func clampRecordDate(t time.Time) time.Time {
 	if t.After(maxRecordDate) {
 		return maxRecordDate
 	}
@@ -373,7 +373,7 @@ func (b *Builder) setAttrs(ino *inode, src string, fi fs.FileInfo) {
 	if b.clamp && ino.mtime.After(b.epoch) {
 		ino.mtime = b.epoch
 	}
-	ino.mtime = recordDate(ino.mtime)
+	ino.mtime = clampRecordDate(ino.mtime)
 	m := fi.Mode()
 	ino.mode = uint32(m.Perm())
 	if m&fs.ModeSetuid != 0 {
