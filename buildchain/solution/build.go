@@ -9,9 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/config"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -306,12 +307,8 @@ func resolveEpoch(t time.Time) (time.Time, error) {
 	if !t.IsZero() {
 		return t.UTC(), nil
 	}
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", s)
-		}
-		return time.Unix(n, 0).UTC(), nil
+	if e, ok, err := config.EpochFromEnv(); err != nil || ok {
+		return e, err
 	}
 	return time.Now().UTC().Truncate(time.Second), nil
 }
