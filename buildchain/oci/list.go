@@ -4,13 +4,13 @@
 package oci
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalk8s/buildchain/buildchain/distref"
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // Image is one entry of images.yaml: an upstream image pinned by digest.
@@ -48,30 +48,18 @@ func validSource(s string) error {
 // duplicates included, so that a typo in a list of thirty images is found
 // at once.
 func ParseList(file string, data []byte) ([]Image, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if err.Error() == "EOF" {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%s: %v", file, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", file, extra.Line)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	root, err := yamlstrict.Decode(file, data)
+	if err != nil || root == nil {
+		return nil, err
 	}
 	if root.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("%s:%d: want a list of images, got %s", file, root.Line, kindName(root))
+		return nil, yamlstrict.Errorf(file, root, "want a list of images, got %s", kindName(root))
 	}
 	var out []Image
 	seen := map[string]int{}
 	for _, n := range root.Content {
 		errf := func(line int, format string, a ...any) error {
-			return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, a...))
+			return yamlstrict.At(file, line, format, a...)
 		}
 		if n.Kind != yaml.MappingNode {
 			return nil, errf(n.Line, "want an image mapping {name, version, source, digest}, got %s", kindName(n))
