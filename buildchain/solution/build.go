@@ -227,7 +227,11 @@ func stage(ctx context.Context, s *Source, root, staging string, opts BuildOptio
 	}
 	p := Product{Name: s.Name, Version: s.Version, RequireMetalK8s: s.RequireMetalK8s, LayoutVersion: LayoutVersion,
 		Git: git, BuildTimestamp: opts.Epoch.UTC().Format(TimestampLayout)}
-	return os.WriteFile(filepath.Join(root, ProductFile), p.Render(), 0o644)
+	data, err := p.Render()
+	if err != nil {
+		return fmt.Errorf("%s: %w", ProductFile, err)
+	}
+	return os.WriteFile(filepath.Join(root, ProductFile), data, 0o644)
 }
 
 // copyTree copies a directory of regular files and directories; links and
