@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/metalk8s/buildchain/buildchain/cas"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 )
 
@@ -41,8 +42,9 @@ type Item struct {
 
 func (it *Item) describe() string { return fmt.Sprintf("%s from repo %s", it.Name, it.Repo) }
 
-// Fetcher fetches into Dir: Dir/sha256/<hex> holds verified files and
-// Dir/partial the downloads in progress.
+// Fetcher fetches into Dir: Dir/sha256/<hex> holds verified files (a
+// cas.Store, the layout the image cache has) and Dir/partial the
+// downloads in progress.
 type Fetcher struct {
 	Dir    string
 	Client *http.Client
@@ -52,7 +54,9 @@ type Fetcher struct {
 }
 
 // Path is where a verified package with this checksum lives in the cache.
-func (f *Fetcher) Path(sha string) string { return filepath.Join(f.Dir, "sha256", sha) }
+func (f *Fetcher) Path(sha string) string { return f.store().Path("sha256:" + sha) }
+
+func (f *Fetcher) store() cas.Store { return cas.Store{Dir: f.Dir} }
 
 // Fetch fetches every item and returns their cache paths, in order. All
 // items are attempted; the error joins every failure.
@@ -98,29 +102,29 @@ func (f *Fetcher) one(ctx context.Context, it *Item) (string, error) {
 	if err := os.MkdirAll(filepath.Join(f.Dir, "partial"), 0o755); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return "", err
-	}
 	part := filepath.Join(f.Dir, "partial", it.SHA256)
 	if err := f.download(ctx, it, part); err != nil {
 		return "", fmt.Errorf("%s: %w", it.describe(), err)
 	}
-	sum, size, err := hashFile(part)
+	size := it.Size
+	if size <= 0 {
+		size = -1 // unknown
+	}
+	err := f.store().Adopt("sha256:"+it.SHA256, size, part, func(p string) error {
+		if err := f.checkSig(p, it); err != nil {
+			return fmt.Errorf("%w; the download was removed", err)
+		}
+		return nil
+	})
+	var de *cas.DigestError
+	if errors.As(err, &de) {
+		return "", fmt.Errorf("%s: checksum mismatch: got sha256 %s (%d bytes), metadata says %s (%d bytes); the download was removed",
+			it.describe(), strings.TrimPrefix(de.Got, "sha256:"), de.GotSize, it.SHA256, it.Size)
+	}
 	if err != nil {
 		return "", err
 	}
-	if sum != it.SHA256 || it.Size > 0 && size != it.Size {
-		os.Remove(part)
-		return "", fmt.Errorf("%s: checksum mismatch: got sha256 %s (%d bytes), metadata says %s (%d bytes); the download was removed", it.describe(), sum, size, it.SHA256, it.Size)
-	}
-	if err := f.checkSig(part, it); err != nil {
-		os.Remove(part)
-		return "", fmt.Errorf("%w; the download was removed", err)
-	}
-	if err := os.Chmod(part, 0o644); err != nil {
-		return "", err
-	}
-	return final, os.Rename(part, final)
+	return final, nil
 }
 
 func (f *Fetcher) checkSig(path string, it *Item) error {
