@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/metalk8s/buildchain/buildchain/distref"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 )
 
@@ -25,18 +26,7 @@ type Store struct{ Dir string }
 
 // ValidDigest reports whether d is sha256:<64 lowercase hex>, the only
 // digests the store names files by.
-func ValidDigest(d string) bool {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+func ValidDigest(d string) bool { return distref.ValidDigest(d) }
 
 // Digest returns the sha256 digest of data.
 func Digest(data []byte) string {
@@ -124,7 +114,7 @@ func (s Store) Adopt(digest string, size int64, path string, check func(path str
 	if err := checkDigest(digest); err != nil {
 		return err
 	}
-	got, n, err := hashFile(path)
+	got, n, err := FileDigest(path)
 	if err != nil {
 		return err
 	}
@@ -153,7 +143,8 @@ func (s Store) Adopt(digest string, size int64, path string, check func(path str
 	return os.Remove(path)
 }
 
-func hashFile(path string) (string, int64, error) {
+// FileDigest returns the sha256 digest and the size of the file at path.
+func FileDigest(path string) (string, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", 0, err

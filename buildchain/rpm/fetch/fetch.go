@@ -7,11 +7,8 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -87,7 +84,7 @@ func (f *Fetcher) now() time.Time {
 }
 
 func (f *Fetcher) one(ctx context.Context, it *Item) (string, error) {
-	if len(it.SHA256) != 64 || !isHex(it.SHA256) {
+	if !cas.ValidDigest("sha256:" + it.SHA256) {
 		return "", fmt.Errorf("%s: metadata gives no usable sha256 (%q)", it.describe(), it.SHA256)
 	}
 	final := f.Path(it.SHA256)
@@ -172,7 +169,7 @@ func (f *Fetcher) download(ctx context.Context, it *Item, part string) error {
 		have = st.Size()
 		if it.Size > 0 && have >= it.Size {
 			// Complete or overlong: let the checksum decide; restart if wrong.
-			if sum, _, err := hashFile(part); err == nil && sum == it.SHA256 {
+			if sum, _, err := cas.FileDigest(part); err == nil && sum == "sha256:"+it.SHA256 {
 				return nil
 			}
 			os.Remove(part)
@@ -214,28 +211,4 @@ func (f *Fetcher) download(ctx context.Context, it *Item, part string) error {
 		return fmt.Errorf("GET %s: %w (partial download kept for resuming)", it.URL, err)
 	}
 	return out.Close()
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	var h hash.Hash = sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }
