@@ -53,7 +53,7 @@ func ParseList(file string, data []byte) ([]Image, error) {
 		return nil, err
 	}
 	if root.Kind != yaml.SequenceNode {
-		return nil, yamlstrict.Errorf(file, root, "want a list of images, got %s", kindName(root))
+		return nil, yamlstrict.Errorf(file, root, "want a list of images, got %s", yamlstrict.Describe(root))
 	}
 	var out []Image
 	seen := map[string]int{}
@@ -62,7 +62,7 @@ func ParseList(file string, data []byte) ([]Image, error) {
 			return yamlstrict.At(file, line, format, a...)
 		}
 		if n.Kind != yaml.MappingNode {
-			return nil, errf(n.Line, "want an image mapping {name, version, source, digest}, got %s", kindName(n))
+			return nil, errf(n.Line, "want an image mapping {name, version, source, digest}, got %s", yamlstrict.Describe(n))
 		}
 		im := Image{Line: n.Line}
 		fields := map[string]*string{"name": &im.Name, "version": &im.Version, "source": &im.Source, "digest": &im.Digest}
@@ -77,7 +77,7 @@ func ParseList(file string, data []byte) ([]Image, error) {
 				return nil, errf(k.Line, "field %q is given twice", k.Value)
 			}
 			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				return nil, errf(v.Line, "%s: want a string, got %s", k.Value, kindName(v))
+				return nil, errf(v.Line, "%s: want a string, got %s", k.Value, yamlstrict.Describe(v))
 			}
 			got[k.Value] = true
 			*dst = v.Value
@@ -106,21 +106,4 @@ func ParseList(file string, data []byte) ([]Image, error) {
 		out = append(out, im)
 	}
 	return out, nil
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return fmt.Sprintf("the scalar %q", n.Value)
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "an empty document"
 }

@@ -30,7 +30,7 @@ func parseK8s(data []byte) ([]k8sObject, []string) {
 			return nil
 		}
 		if root.Kind != yaml.MappingNode {
-			probs = append(probs, fmt.Sprintf("line %d: a Kubernetes object is a mapping, not a %s", root.Line, kindName(root)))
+			probs = append(probs, fmt.Sprintf("line %d: a Kubernetes object is a mapping, not %s", root.Line, yamlstrict.Describe(root)))
 			return nil
 		}
 		o := k8sObject{Line: root.Line, Node: root}
@@ -67,19 +67,6 @@ func parseK8s(data []byte) ([]k8sObject, []string) {
 		probs = append(probs, err.Error())
 	}
 	return objs, probs
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		return "sequence"
-	case yaml.ScalarNode:
-		return "scalar"
-	case yaml.AliasNode:
-		return "alias"
-	default:
-		return "document"
-	}
 }
 
 // field returns the value of key in a mapping node.

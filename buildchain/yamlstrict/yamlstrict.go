@@ -74,6 +74,25 @@ func SyntaxError(file string, err error) *Error {
 	return At(file, 0, "invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
 }
 
+// Describe names what n is, for errors: "a mapping", "a list", "the
+// scalar \"x\"", "nothing".
+func Describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "nothing"
+		}
+		return fmt.Sprintf("the scalar %q", n.Value)
+	case yaml.AliasNode:
+		return "an alias"
+	}
+	return "an empty document"
+}
+
 // Decode parses data, read from file, as exactly one YAML document and
 // returns its root node. It returns nil and no error when data holds no
 // document (empty, or comments only): what that means is the caller's to
