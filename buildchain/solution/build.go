@@ -12,10 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metalk8s/buildchain/buildchain/config"
-
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"

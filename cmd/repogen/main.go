@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
-
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
 )

@@ -25,7 +25,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
-
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/solution"
 )
