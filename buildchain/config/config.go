@@ -118,11 +118,11 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 	}
 
 	if v := get("SOURCE_DATE_EPOCH", ""); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return nil, bad("SOURCE_DATE_EPOCH", "want a non-negative integer number of seconds, got %q", v)
+		t, err := ParseEpoch(v)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", origin["SOURCE_DATE_EPOCH"], err)
 		}
-		c.SourceDateEpoch = n
+		c.SourceDateEpoch = t.Unix()
 	} else {
 		c.SourceDateEpoch = gitCommitTime(root)
 		vals["SOURCE_DATE_EPOCH"] = strconv.FormatInt(c.SourceDateEpoch, 10)
@@ -148,7 +148,7 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 	}
 
 	var err error
-	if c.ImageMirrors, err = parsePairs(get("IMAGE_MIRRORS", ""), checkHost, checkHostPath); err != nil {
+	if c.ImageMirrors, err = ParseMirrors(get("IMAGE_MIRRORS", "")); err != nil {
 		return nil, bad("IMAGE_MIRRORS", "%v", err)
 	}
 	for _, h := range splitList(get("INSECURE_REGISTRIES", "")) {

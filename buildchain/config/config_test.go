@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseDotEnv(t *testing.T) {
@@ -143,4 +144,44 @@ func FuzzParseDotEnv(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseEpoch(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1700000000": 1700000000} {
+		got, err := ParseEpoch(in)
+		if err != nil || got.Unix() != want || got.Location() != time.UTC {
+			t.Errorf("ParseEpoch(%q) = %v, %v; want %d UTC", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "yesterday", "1.5", " 1", "0x10", "99999999999999999999"} {
+		if _, err := ParseEpoch(in); err == nil || !strings.Contains(err.Error(), "SOURCE_DATE_EPOCH") {
+			t.Errorf("ParseEpoch(%q) = %v, want an error naming SOURCE_DATE_EPOCH", in, err)
+		}
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	if _, ok, err := EpochFromEnv(); ok || err != nil {
+		t.Errorf("empty SOURCE_DATE_EPOCH: ok=%v err=%v, want unset", ok, err)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "42")
+	if e, ok, err := EpochFromEnv(); !ok || err != nil || e.Unix() != 42 {
+		t.Errorf("SOURCE_DATE_EPOCH=42: %v %v %v", e, ok, err)
+	}
+}
+
+func TestParseMirrors(t *testing.T) {
+	m, err := ParseMirrors(" docker.io=127.0.0.1:5000/mirror , quay.io=[::1]:5000")
+	if err != nil || len(m) != 2 || m["docker.io"] != "127.0.0.1:5000/mirror" || m["quay.io"] != "[::1]:5000" {
+		t.Fatalf("ParseMirrors: %v %v", m, err)
+	}
+	for in, want := range map[string]string{
+		"docker.io=bad host":            `"bad host" is not a registry host`,
+		"docker.io=a,docker.io=b":       `"docker.io" is given twice`,
+		"docker.io/library=127.0.0.1":   `"docker.io/library" is not a registry host`,
+		"docker.io=127.0.0.1:5000/a//b": `path component ""`,
+		"=127.0.0.1":                    `is not KEY=VALUE`,
+	} {
+		if _, err := ParseMirrors(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseMirrors(%q) = %v, want %q", in, err, want)
+		}
+	}
 }

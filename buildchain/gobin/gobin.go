@@ -39,6 +39,11 @@ type Options struct {
 	// GOOS and GOARCH of the binaries; empty inherits the environment's
 	// (the toolchain's default), which is the host.
 	GOOS, GOARCH string
+	// Variant is the OCI platform variant. For GOARCH=arm it is the
+	// instruction set ("v6", "v7"), passed as GOARM: without it the go
+	// command picks its own default, and an arm/v6 image would ship v7
+	// code that faults on a v6 CPU. Other architectures ignore it.
+	Variant string
 	// Jobs bounds the go command's parallelism (-p); 0 leaves its default.
 	Jobs int
 	// Go is the go command; empty means "go" from PATH.
@@ -185,6 +190,9 @@ func goCommand(ctx context.Context, opts Options, root string, args []string) (s
 	if opts.GOARCH != "" {
 		cmd.Env = append(cmd.Env, "GOARCH="+opts.GOARCH)
 	}
+	if goarm := GOARM(opts.GOARCH, opts.Variant); goarm != "" {
+		cmd.Env = append(cmd.Env, "GOARM="+goarm)
+	}
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
@@ -192,6 +200,47 @@ func goCommand(ctx context.Context, opts Options, root string, args []string) (s
 			strings.TrimSpace(stderr.String()+"\n"+out.String()))
 	}
 	return out.String(), nil
+}
+
+// GOARM returns the GOARM value for an OCI platform's architecture and
+// variant ("arm", "v6" gives "6"), or "" when there is none to set.
+func GOARM(goarch, variant string) string {
+	if goarch != "arm" || variant == "" {
+		return ""
+	}
+	return strings.TrimPrefix(variant, "v")
+}
+
+// BuildPackage builds the main package pkg (an import path, or a
+// directory relative to ProjectRoot starting with ./ or ../) into the file
+// dst, for the target of opts, with Flags. Like Build, it puts dst in place
+// by a rename of a complete file. OutDir and CLIs are not used.
+func BuildPackage(ctx context.Context, opts Options, pkg, dst string) error {
+	root, err := filepath.Abs(opts.ProjectRoot)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dst), fsutil.TempPrefix+"gobin-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	built := filepath.Join(tmp, filepath.Base(dst))
+	args := append([]string{"build"}, Flags...)
+	if opts.Jobs > 0 {
+		args = append(args, "-p", strconv.Itoa(opts.Jobs))
+	}
+	args = append(args, "-o", built, pkg)
+	if _, err := goCommand(ctx, opts, root, args); err != nil {
+		return err
+	}
+	if err := os.Chmod(built, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(built, dst)
 }
 
 // Build builds the CLIs into OutDir and returns their paths by name. Each

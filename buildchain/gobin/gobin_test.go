@@ -3,6 +3,7 @@ package gobin
 import (
 	"bytes"
 	"context"
+	"debug/buildinfo"
 	"debug/elf"
 	"os"
 	"os/exec"
@@ -218,5 +219,64 @@ func TestSources(t *testing.T) {
 	want := []string{"cmd/bye/main.go", "cmd/hello/main.go", "cmd/hello/where.go", "go.mod", "internal/greet/greet.go", "internal/greet/hello.txt"}
 	if !reflect.DeepEqual(rel, want) {
 		t.Errorf("Sources = %q, want %q", rel, want)
+	}
+}
+
+// goarmOf reads the GOARM a binary was built with from its build info.
+func goarmOf(t *testing.T, path string) string {
+	t.Helper()
+	bi, err := buildinfo.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "GOARM" {
+			return s.Value
+		}
+	}
+	return ""
+}
+
+// An arm/v6 platform gives a GOARM=6 binary, not the go command's default,
+// whether the CLIs of the project or any package is built; a package
+// outside cmd/ (a Solution's ./operator) builds too.
+func TestBuildARMVariant(t *testing.T) {
+	root := t.TempDir()
+	files := tools()
+	files["operator/main.go"] = "package main\n\nfunc main() { println(\"op\") }\n"
+	writeModule(t, root, files)
+	ctx := context.Background()
+	for _, v := range []string{"v6", "v7"} {
+		opts := Options{ProjectRoot: root, OutDir: filepath.Join(root, "bin", v), CLIs: []string{"bye"}, GOOS: "linux", GOARCH: "arm", Variant: v}
+		paths, err := Build(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := goarmOf(t, paths["bye"]); got != v[1:] {
+			t.Errorf("Build for arm/%s: GOARM=%q", v, got)
+		}
+		dst := filepath.Join(root, "pkg", v, "operator")
+		if err := BuildPackage(ctx, opts, "./operator", dst); err != nil {
+			t.Fatal(err)
+		}
+		if got := goarmOf(t, dst); got != v[1:] {
+			t.Errorf("BuildPackage for arm/%s: GOARM=%q", v, got)
+		}
+		if st, err := os.Stat(dst); err != nil || st.Mode().Perm() != 0o755 {
+			t.Errorf("%s: %v %v", dst, st, err)
+		}
+	}
+	if GOARM("arm64", "v8") != "" || GOARM("amd64", "") != "" || GOARM("arm", "v5") != "5" {
+		t.Error("GOARM")
+	}
+	// A failed build leaves no file at dst and no temporary beside it.
+	files["operator/main.go"] = "package main\n\nfunc main() { undefinedCall() }\n"
+	writeModule(t, root, files)
+	dst := filepath.Join(root, "broken", "operator")
+	if err := BuildPackage(ctx, Options{ProjectRoot: root}, "./operator", dst); err == nil || !strings.Contains(err.Error(), "undefinedCall") {
+		t.Fatalf("broken package: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(dst)); len(ents) != 0 {
+		t.Errorf("a failed build left %v", ents)
 	}
 }

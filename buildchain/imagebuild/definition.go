@@ -32,10 +32,8 @@
 package imagebuild
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -49,6 +47,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalk8s/buildchain/buildchain/distref"
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // ProductVersion is the version value that stands for the product version
@@ -141,19 +140,8 @@ func (f File) Target(base string) string {
 	return f.Dst
 }
 
-// Error is a definition error at a position.
-type Error struct {
-	File string
-	Line int // 0 when the error concerns the whole file
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// Error is a definition error at a position (Line 0: the whole file).
+type Error = yamlstrict.Error
 
 // Load reads and validates the definition at path.
 func Load(path string) (*Definition, error) {
@@ -180,7 +168,7 @@ func LoadDir(dir string) ([]*Definition, error) {
 			return nil, err
 		}
 		if want := filepath.Base(filepath.Dir(p)); d.Name != want {
-			return nil, &Error{p, d.Line, fmt.Sprintf("name %q does not match its directory %q", d.Name, want)}
+			return nil, yamlstrict.At(p, d.Line, "name %q does not match its directory %q", d.Name, want)
 		}
 		defs = append(defs, d)
 	}
@@ -256,7 +244,6 @@ var (
 	envKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	labelRE    = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:[._/][a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*$`)
 	userRE     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
-	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
 // Docker reserves these label namespaces for itself.
@@ -266,63 +253,20 @@ var reservedLabelPrefixes = []string{"com.docker.", "io.docker.", "org.dockerpro
 type parser struct{ file string }
 
 func (p *parser) errf(n *yaml.Node, format string, a ...any) error {
-	line := 0
-	if n != nil {
-		line = n.Line
-	}
-	return &Error{p.file, line, fmt.Sprintf(format, a...)}
+	return yamlstrict.Errorf(p.file, n, format, a...)
 }
 
 // Parse validates a definition read from file (used in messages only).
 func Parse(file string, data []byte) (*Definition, error) {
 	p := &parser{file: file}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, p.errf(nil, "empty image definition")
-		}
-		return nil, p.yamlErr(err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, p.errf(&extra, "a second YAML document; an image definition is one document")
-	} else if !errors.Is(err, io.EOF) {
-		return nil, p.yamlErr(err)
-	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
-		return nil, p.errf(&doc, "empty image definition")
-	}
-	if err := p.noAliases(doc.Content[0]); err != nil {
+	root, err := yamlstrict.Decode(file, data)
+	if err != nil {
 		return nil, err
 	}
-	return p.definition(doc.Content[0])
-}
-
-func (p *parser) yamlErr(err error) error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return &Error{p.file, line, "invalid YAML: " + m[2]}
+	if root == nil {
+		return nil, p.errf(nil, "empty image definition")
 	}
-	return &Error{p.file, 0, "invalid YAML: " + strings.TrimPrefix(msg, "yaml: ")}
-}
-
-// noAliases rejects anchors and aliases: they make the file harder to read
-// than the few lines they save, and an alias bomb must not blow up memory.
-func (p *parser) noAliases(n *yaml.Node) error {
-	if n.Kind == yaml.AliasNode || n.Anchor != "" {
-		return p.errf(n, "YAML anchors and aliases are not supported in image definitions")
-	}
-	if n.Tag != "" && strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
-		return p.errf(n, "custom YAML tag %s is not supported", n.Tag)
-	}
-	for _, c := range n.Content {
-		if err := p.noAliases(c); err != nil {
-			return err
-		}
-	}
-	return nil
+	return p.definition(root)
 }
 
 // fields walks a mapping, rejecting duplicate and unknown keys.
@@ -575,7 +519,7 @@ func (p *parser) layer(n *yaml.Node) (Layer, error) {
 		ents = append(ents, entry{path: d.Path, dir: true, line: d.Line})
 	}
 	if err := checkEntries(ents); err != nil {
-		return l, &Error{p.file, err.line, err.msg}
+		return l, yamlstrict.At(p.file, err.line, "%s", err.msg)
 	}
 	return l, nil
 }

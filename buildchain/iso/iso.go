@@ -18,10 +18,10 @@ package iso
 import (
 	"context"
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/config"
 )
 
 // Options controls an image. The zero value is a plain ISO 9660 image with a
@@ -123,12 +123,10 @@ func rawEpoch(opts *Options) (epoch time.Time, clamp bool, err error) {
 	if !opts.Epoch.IsZero() {
 		return opts.Epoch.UTC(), true, nil
 	}
-	if s, ok := os.LookupEnv("SOURCE_DATE_EPOCH"); ok && s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return time.Time{}, false, fmt.Errorf("iso: SOURCE_DATE_EPOCH=%q is not a non-negative integer of seconds", s)
-		}
-		return time.Unix(n, 0).UTC(), true, nil
+	if e, ok, err := config.EpochFromEnv(); err != nil {
+		return time.Time{}, false, fmt.Errorf("iso: %w", err)
+	} else if ok {
+		return e, true, nil
 	}
 	return time.Now().UTC().Truncate(time.Second), false, nil
 }

@@ -4,13 +4,13 @@
 package oci
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalk8s/buildchain/buildchain/distref"
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // Image is one entry of images.yaml: an upstream image pinned by digest.
@@ -48,33 +48,21 @@ func validSource(s string) error {
 // duplicates included, so that a typo in a list of thirty images is found
 // at once.
 func ParseList(file string, data []byte) ([]Image, error) {
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		if err.Error() == "EOF" {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%s: %v", file, err)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fmt.Errorf("%s:%d: only one YAML document is allowed", file, extra.Line)
-	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	root, err := yamlstrict.Decode(file, data)
+	if err != nil || root == nil {
+		return nil, err
 	}
 	if root.Kind != yaml.SequenceNode {
-		return nil, fmt.Errorf("%s:%d: want a list of images, got %s", file, root.Line, kindName(root))
+		return nil, yamlstrict.Errorf(file, root, "want a list of images, got %s", yamlstrict.Describe(root))
 	}
 	var out []Image
 	seen := map[string]int{}
 	for _, n := range root.Content {
 		errf := func(line int, format string, a ...any) error {
-			return fmt.Errorf("%s:%d: %s", file, line, fmt.Sprintf(format, a...))
+			return yamlstrict.At(file, line, format, a...)
 		}
 		if n.Kind != yaml.MappingNode {
-			return nil, errf(n.Line, "want an image mapping {name, version, source, digest}, got %s", kindName(n))
+			return nil, errf(n.Line, "want an image mapping {name, version, source, digest}, got %s", yamlstrict.Describe(n))
 		}
 		im := Image{Line: n.Line}
 		fields := map[string]*string{"name": &im.Name, "version": &im.Version, "source": &im.Source, "digest": &im.Digest}
@@ -89,7 +77,7 @@ func ParseList(file string, data []byte) ([]Image, error) {
 				return nil, errf(k.Line, "field %q is given twice", k.Value)
 			}
 			if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
-				return nil, errf(v.Line, "%s: want a string, got %s", k.Value, kindName(v))
+				return nil, errf(v.Line, "%s: want a string, got %s", k.Value, yamlstrict.Describe(v))
 			}
 			got[k.Value] = true
 			*dst = v.Value
@@ -118,21 +106,4 @@ func ParseList(file string, data []byte) ([]Image, error) {
 		out = append(out, im)
 	}
 	return out, nil
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.ScalarNode:
-		if n.Tag == "!!null" {
-			return "nothing"
-		}
-		return fmt.Sprintf("the scalar %q", n.Value)
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	return "an empty document"
 }

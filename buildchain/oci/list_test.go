@@ -46,13 +46,35 @@ func TestParseListErrors(t *testing.T) {
 		{entry("") + entry(""), "images.yaml:5: image a:v1 is already listed on line 1"},
 		{entry("  name: b\n"), `images.yaml:5: field "name" is given twice`},
 		{"- name: [a]\n", `images.yaml:1: name: want a string`},
-		{"- {name: a\n", "images.yaml: yaml: line"},
+		{"- {name: a\n", "images.yaml:1: invalid YAML: did not find expected"},
 		{"[]\n---\n[]\n", "images.yaml:2: only one YAML document"},
+		{"[]\n---\n- {\n", "images.yaml:3: invalid YAML"},
+		{"- &e {name: a}\n- *e\n", "images.yaml:1: YAML anchors and aliases are not allowed"},
+		{"- !img {name: a}\n", "images.yaml:1: custom YAML tag !img"},
 	} {
 		_, err := ParseList("images.yaml", []byte(tc.src))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q:\n got %v\nwant %q", tc.src, err, tc.want)
 		}
+	}
+}
+
+// A list with no document lists no images. The decoder says so with
+// io.EOF, which the parser must recognise as a value, not as the text
+// "EOF" that a wrapped or different error could also print.
+func TestParseListEmpty(t *testing.T) {
+	for _, src := range []string{"", "\n", "# no images yet\n"} {
+		list, err := ParseList("images.yaml", []byte(src))
+		if err != nil || len(list) != 0 {
+			t.Errorf("%q: got %v, %v; want no images and no error", src, list, err)
+		}
+	}
+	// An empty list is fine too, but a null document is not a list.
+	if list, err := ParseList("images.yaml", []byte("[]\n")); err != nil || len(list) != 0 {
+		t.Errorf("[]: %v %v", list, err)
+	}
+	if _, err := ParseList("images.yaml", []byte("~\n")); err == nil || !strings.Contains(err.Error(), "images.yaml:1: want a list of images, got nothing") {
+		t.Errorf("~: %v", err)
 	}
 }
 

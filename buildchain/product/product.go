@@ -1,5 +1,6 @@
-// Package product holds the identity of the MetalK8s build: the version of
-// the VERSION file and the product.txt written at the root of the ISO.
+// Package product holds the identity of the MetalK8s build (the version of
+// the VERSION file and the product.txt written at the root of the ISO) and
+// owns the product.txt format, which Solution archives share (format.go).
 package product
 
 import (
@@ -87,14 +88,21 @@ type Info struct {
 }
 
 // ProductTxt renders product.txt. Only build-independent facts go in, so
-// that the same inputs give the same bytes (no build host).
-func (i Info) ProductTxt() []byte {
+// that the same inputs give the same bytes (no build host). It fails only
+// for a name or git description that product.txt cannot hold.
+func (i Info) ProductTxt() ([]byte, error) {
 	dev := "0"
 	if i.Version.Development() {
 		dev = "1"
 	}
-	return []byte(fmt.Sprintf("NAME=%s\nVERSION=%s\nSHORT_VERSION=%s\nGIT=%s\nDEVELOPMENT_RELEASE=%s\nBUILD_TIMESTAMP=%s\n",
-		i.Name, i.Version, i.Version.Short(), i.Git, dev, i.Built.UTC().Format(time.RFC3339)))
+	return Encode([]Field{
+		{Key: "NAME", Value: i.Name},
+		{Key: "VERSION", Value: i.Version.String()},
+		{Key: "SHORT_VERSION", Value: i.Version.Short()},
+		{Key: "GIT", Value: i.Git},
+		{Key: "DEVELOPMENT_RELEASE", Value: dev},
+		{Key: "BUILD_TIMESTAMP", Value: i.Built.UTC().Format(time.RFC3339)},
+	})
 }
 
 // GitDescribe describes the checkout at root, marking local changes, or

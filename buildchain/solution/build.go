@@ -9,12 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
@@ -226,7 +226,11 @@ func stage(ctx context.Context, s *Source, root, staging string, opts BuildOptio
 	}
 	p := Product{Name: s.Name, Version: s.Version, RequireMetalK8s: s.RequireMetalK8s, LayoutVersion: LayoutVersion,
 		Git: git, BuildTimestamp: opts.Epoch.UTC().Format(TimestampLayout)}
-	return os.WriteFile(filepath.Join(root, ProductFile), p.Render(), 0o644)
+	data, err := p.Render()
+	if err != nil {
+		return fmt.Errorf("%s: %w", ProductFile, err)
+	}
+	return os.WriteFile(filepath.Join(root, ProductFile), data, 0o644)
 }
 
 // copyTree copies a directory of regular files and directories; links and
@@ -306,12 +310,8 @@ func resolveEpoch(t time.Time) (time.Time, error) {
 	if !t.IsZero() {
 		return t.UTC(), nil
 	}
-	if s := os.Getenv("SOURCE_DATE_EPOCH"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || n < 0 {
-			return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds", s)
-		}
-		return time.Unix(n, 0).UTC(), nil
+	if e, ok, err := config.EpochFromEnv(); err != nil || ok {
+		return e, err
 	}
 	return time.Now().UTC().Truncate(time.Second), nil
 }

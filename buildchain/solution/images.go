@@ -1,12 +1,10 @@
 package solution
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -31,7 +29,7 @@ type imageMaker struct {
 	fetcher  *oci.Fetcher
 	platform v1.Platform
 	binDir   string
-	built    map[string]string // "os/arch/name" → binary path
+	built    map[string]string // "os_arch[_vN]/name" → binary path
 }
 
 // resolve produces the dir: content of one image.
@@ -251,7 +249,7 @@ func (m *imageMaker) fromBuild(ctx context.Context, oim oci.Image, defPath strin
 }
 
 // buildBinaries builds the named Go programs of the source as static,
-// reproducible binaries for platform, with gobin's flags.
+// reproducible binaries for platform, with gobin.
 func (m *imageMaker) buildBinaries(ctx context.Context, p v1.Platform, names []string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, n := range names {
@@ -259,24 +257,20 @@ func (m *imageMaker) buildBinaries(ctx context.Context, p v1.Platform, names []s
 		if !ok {
 			return nil, fmt.Errorf("build:%s names no binary of solution.yaml's binaries", n)
 		}
-		key := p.OS + "/" + p.Architecture + "/" + n
+		// The variant is part of the target: arm/v6 and arm/v7 binaries differ.
+		target := p.OS + "_" + p.Architecture
+		if goarm := gobin.GOARM(p.Architecture, p.Variant); goarm != "" {
+			target += "_v" + goarm
+		}
+		key := target + "/" + n
 		if b, ok := m.built[key]; ok {
 			out[n] = b
 			continue
 		}
-		dst := filepath.Join(m.binDir, p.OS+"_"+p.Architecture, n)
-		args := append([]string{"build"}, gobin.Flags...)
-		args = append(args, "-o", dst, pkg)
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Dir = m.src.Dir
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.OS, "GOARCH="+p.Architecture)
-		if p.Variant != "" && p.Architecture == "arm" {
-			cmd.Env = append(cmd.Env, "GOARM="+strings.TrimPrefix(p.Variant, "v"))
-		}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		if err := cmd.Run(); err != nil {
-			return nil, fmt.Errorf("go build %s (binary %s, in %s): %w\n%s", pkg, n, m.src.Dir, err, strings.TrimSpace(stderr.String()))
+		dst := filepath.Join(m.binDir, target, n)
+		err := gobin.BuildPackage(ctx, gobin.Options{ProjectRoot: m.src.Dir, GOOS: p.OS, GOARCH: p.Architecture, Variant: p.Variant}, pkg, dst)
+		if err != nil {
+			return nil, fmt.Errorf("binary %s: %w", n, err)
 		}
 		m.built[key] = dst
 		out[n] = dst

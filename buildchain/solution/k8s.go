@@ -1,14 +1,14 @@
 package solution
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // k8sObject is a Kubernetes object read from a manifest file.
@@ -25,27 +25,13 @@ type k8sObject struct {
 func parseK8s(data []byte) ([]k8sObject, []string) {
 	var objs []k8sObject
 	var probs []string
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var doc yaml.Node
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			probs = append(probs, "invalid YAML: "+strings.TrimPrefix(err.Error(), "yaml: "))
-			break // the decoder cannot resynchronise after a syntax error
-		}
-		if len(doc.Content) == 0 {
-			continue
-		}
-		root := doc.Content[0]
+	err := yamlstrict.Documents("", data, func(root *yaml.Node) error {
 		if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-			continue
+			return nil
 		}
 		if root.Kind != yaml.MappingNode {
-			probs = append(probs, fmt.Sprintf("line %d: a Kubernetes object is a mapping, not a %s", root.Line, kindName(root)))
-			continue
+			probs = append(probs, fmt.Sprintf("line %d: a Kubernetes object is a mapping, not %s", root.Line, yamlstrict.Describe(root)))
+			return nil
 		}
 		o := k8sObject{Line: root.Line, Node: root}
 		var missing []string
@@ -63,24 +49,24 @@ func parseK8s(data []byte) ([]k8sObject, []string) {
 		}
 		if len(missing) > 0 {
 			probs = append(probs, fmt.Sprintf("line %d: object without %s", root.Line, strings.Join(missing, ", ")))
-			continue
+			return nil
 		}
 		objs = append(objs, o)
+		return nil
+	})
+	var ye *yamlstrict.Error
+	if errors.As(err, &ye) {
+		// The caller names the file; a syntax error ends the stream, as
+		// the decoder cannot resynchronise after one.
+		if ye.Line > 0 {
+			probs = append(probs, fmt.Sprintf("line %d: %s", ye.Line, ye.Msg))
+		} else {
+			probs = append(probs, ye.Msg)
+		}
+	} else if err != nil {
+		probs = append(probs, err.Error())
 	}
 	return objs, probs
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.SequenceNode:
-		return "sequence"
-	case yaml.ScalarNode:
-		return "scalar"
-	case yaml.AliasNode:
-		return "alias"
-	default:
-		return "document"
-	}
 }
 
 // field returns the value of key in a mapping node.

@@ -4,13 +4,15 @@
 package solution
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/metalk8s/buildchain/buildchain/product"
 )
 
 // LayoutVersion is the only ARCHIVE_LAYOUT_VERSION this package knows (12.2.3).
@@ -43,30 +45,26 @@ func (p Product) VolumeID() string { return p.Name + " " + p.Version }
 // MachineName is NAME lower-cased with spaces turned into dashes.
 func MachineName(name string) string { return strings.ToLower(strings.ReplaceAll(name, " ", "-")) }
 
-// Render writes product.txt. REQUIRE_METALK8S is always double-quoted as in
-// the documentation (it holds '>' and '<', which a shell sourcing the file
-// would take as redirections); the other values are quoted only when needed.
-func (p Product) Render() []byte {
-	var b strings.Builder
-	line := func(k, v string, force bool) {
-		if force || !plainValueRE.MatchString(v) {
-			v = `"` + v + `"`
-		}
-		fmt.Fprintf(&b, "%s=%s\n", k, v)
-	}
-	line("NAME", p.Name, false)
-	line("VERSION", p.Version, false)
-	line("REQUIRE_METALK8S", p.RequireMetalK8s, true)
+// Render writes product.txt in the format package product owns: values
+// plain when nothing in them means anything to a shell, else in single
+// quotes (so REQUIRE_METALK8S, which holds '>' or '<', always is).
+// Extra keys must start with product.ExtraPrefix.
+func (p Product) Render() ([]byte, error) {
 	lv := p.LayoutVersion
 	if lv == "" {
 		lv = LayoutVersion
 	}
-	line("ARCHIVE_LAYOUT_VERSION", lv, false)
+	fields := []product.Field{
+		{Key: "NAME", Value: p.Name},
+		{Key: "VERSION", Value: p.Version},
+		{Key: "REQUIRE_METALK8S", Value: p.RequireMetalK8s},
+		{Key: "ARCHIVE_LAYOUT_VERSION", Value: lv},
+	}
 	if p.Git != "" {
-		line("GIT", p.Git, false)
+		fields = append(fields, product.Field{Key: "GIT", Value: p.Git})
 	}
 	if p.BuildTimestamp != "" {
-		line("BUILD_TIMESTAMP", p.BuildTimestamp, false)
+		fields = append(fields, product.Field{Key: "BUILD_TIMESTAMP", Value: p.BuildTimestamp})
 	}
 	keys := make([]string, 0, len(p.Extra))
 	for k := range p.Extra {
@@ -74,16 +72,12 @@ func (p Product) Render() []byte {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		line(k, p.Extra[k], false)
+		fields = append(fields, product.Field{Key: k, Value: p.Extra[k]})
 	}
-	return []byte(b.String())
+	return product.Encode(fields)
 }
 
 var (
-	keyRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
-	// plainValueRE is what may stay unquoted: nothing a POSIX shell would
-	// interpret, since product.txt is also sourced by scripts.
-	plainValueRE = regexp.MustCompile(`^[A-Za-z0-9._,:+@%/=-]*$`)
 	// nameRE: a display name; MachineName of it must be a repository name
 	// component (checked separately).
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9 ._-]*[A-Za-z0-9])?$`)
@@ -98,72 +92,33 @@ var (
 
 // ProductError is one problem found in a product.txt, at a line (0: the
 // whole file).
-type ProductError struct {
-	Line int
-	Msg  string
-}
-
-func (e ProductError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
-	}
-	return e.Msg
-}
+type ProductError = product.Error
 
 // ProductErrors is every problem of a product.txt.
-type ProductErrors []ProductError
+type ProductErrors = product.Errors
 
-func (es ProductErrors) Error() string {
-	msgs := make([]string, len(es))
-	for i, e := range es {
-		msgs[i] = e.Error()
-	}
-	return strings.Join(msgs, "; ")
-}
-
-// ParseProduct parses product.txt and checks it against 12.2.3: KEY=VALUE
-// lines (blank lines and # comments allowed), values unquoted or in single
-// or double quotes, NAME, VERSION, REQUIRE_METALK8S and
-// ARCHIVE_LAYOUT_VERSION required. It returns what it could read and every
-// problem (as ProductErrors), not just the first.
+// ParseProduct parses product.txt (the grammar of package product) and
+// checks it against 12.2.3: NAME, VERSION, REQUIRE_METALK8S and
+// ARCHIVE_LAYOUT_VERSION required, each value valid. It returns what it
+// could read and every problem (as ProductErrors), not just the first.
 func ParseProduct(data []byte) (Product, error) {
 	var p Product
+	fields, err := product.Parse(data)
 	var errs ProductErrors
-	bad := func(line int, format string, args ...any) {
-		errs = append(errs, ProductError{line, fmt.Sprintf(format, args...)})
+	if err != nil && !errors.As(err, &errs) {
+		return p, ProductErrors{{Msg: err.Error()}}
 	}
-	if !utf8.Valid(data) {
-		bad(0, "not UTF-8 (12.2.1 requires UTF-8)")
-		return p, errs
+	if len(errs) == 1 && errs[0].Line == 0 {
+		return p, errs // not UTF-8: nothing was read
+	}
+	bad := func(line int, format string, args ...any) {
+		errs = append(errs, ProductError{Line: line, Msg: fmt.Sprintf(format, args...)})
 	}
 	seen := map[string]int{}
-	text := strings.TrimSuffix(string(data), "\n")
-	for i, raw := range strings.Split(text, "\n") {
-		n := i + 1
-		line := strings.TrimSuffix(raw, "\r")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			bad(n, "want KEY=VALUE, got %q", line)
-			continue
-		}
-		if !keyRE.MatchString(k) {
-			bad(n, "invalid key %q: want [A-Z][A-Z0-9_]* with no space around '='", k)
-			continue
-		}
-		val, err := unquote(v)
-		if err != nil {
-			bad(n, "%s: %v", k, err)
-			continue
-		}
-		if prev, dup := seen[k]; dup {
-			bad(n, "%s is already set on line %d", k, prev)
-			continue
-		}
-		seen[k] = n
-		switch k {
+	for _, f := range fields {
+		n, val := f.Line, f.Value
+		seen[f.Key] = n
+		switch f.Key {
 		case "NAME":
 			p.Name = val
 			if msg := checkName(val); msg != "" {
@@ -192,10 +147,12 @@ func ParseProduct(data []byte) (Product, error) {
 				bad(n, "BUILD_TIMESTAMP %q: want %s (date +%%Y-%%m-%%dT%%H:%%M:%%SZ)", val, TimestampLayout)
 			}
 		default:
+			// SHORT_VERSION and the like of MetalK8s's own product.txt,
+			// and X_ keys: kept, not checked.
 			if p.Extra == nil {
 				p.Extra = map[string]string{}
 			}
-			p.Extra[k] = val
+			p.Extra[f.Key] = val
 		}
 	}
 	for _, k := range []string{"NAME", "VERSION", "REQUIRE_METALK8S", "ARCHIVE_LAYOUT_VERSION"} {
@@ -212,47 +169,6 @@ func ParseProduct(data []byte) (Product, error) {
 		return p, errs
 	}
 	return p, nil
-}
-
-// unquote reads a value: plain, "double-quoted" or 'single-quoted'. Inside
-// double quotes, characters a shell would expand ($ ` \) are refused rather
-// than interpreted, so every reader (shell, Python, this package) agrees on
-// the value.
-func unquote(v string) (string, error) {
-	switch {
-	case strings.HasPrefix(v, `"`):
-		if len(v) < 2 || !strings.HasSuffix(v, `"`) {
-			return "", fmt.Errorf("unterminated double quote in %q", v)
-		}
-		in := v[1 : len(v)-1]
-		if strings.ContainsAny(in, "\"$`\\") {
-			return "", fmt.Errorf("%q: a double-quoted value may not hold \", $, ` or \\", v)
-		}
-		return in, checkText(in)
-	case strings.HasPrefix(v, `'`):
-		if len(v) < 2 || !strings.HasSuffix(v, `'`) {
-			return "", fmt.Errorf("unterminated single quote in %q", v)
-		}
-		in := v[1 : len(v)-1]
-		if strings.Contains(in, "'") {
-			return "", fmt.Errorf("%q: a single-quoted value may not hold '", v)
-		}
-		return in, checkText(in)
-	default:
-		if !plainValueRE.MatchString(v) {
-			return "", fmt.Errorf("%q must be quoted: it holds spaces or shell characters", v)
-		}
-		return v, nil
-	}
-}
-
-func checkText(s string) error {
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return fmt.Errorf("control character %q in value", r)
-		}
-	}
-	return nil
 }
 
 // checkName returns why name is not a valid NAME, or "".

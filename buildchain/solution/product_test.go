@@ -15,8 +15,8 @@ func TestParseProduct(t *testing.T) {
 	if p.Name != "Example" || p.Version != "1.0.0-dev" || p.RequireMetalK8s != ">=2.0" || p.ID() != "example-1.0.0-dev" || p.VolumeID() != "Example 1.0.0-dev" {
 		t.Fatalf("got %+v", p)
 	}
-	full := good + "# build facts\n\nGIT=v1.0.0-3-gabcdef0-dirty\nBUILD_TIMESTAMP=2024-01-02T03:04:05Z\nVENDOR='ACME Corp'\n"
-	if p, err = ParseProduct([]byte(full)); err != nil || p.Git != "v1.0.0-3-gabcdef0-dirty" || p.Extra["VENDOR"] != "ACME Corp" {
+	full := good + "# build facts\n\nGIT=v1.0.0-3-gabcdef0-dirty\nBUILD_TIMESTAMP=2024-01-02T03:04:05Z\nX_VENDOR='ACME Corp'\n"
+	if p, err = ParseProduct([]byte(full)); err != nil || p.Git != "v1.0.0-3-gabcdef0-dirty" || p.Extra["X_VENDOR"] != "ACME Corp" {
 		t.Fatalf("got %+v, %v", p, err)
 	}
 	for _, tc := range []struct{ text, want string }{
@@ -36,6 +36,10 @@ func TestParseProduct(t *testing.T) {
 		{strings.Replace(good, "Example", "-bad", 1), "NAME"},
 		{strings.Replace(good, "Example", "A-very-long-solution-name-here", 1), "32"},
 		{"\xff", "UTF-8"},
+		// Keys a shell acts on, extra keys without the X_ prefix, CR.
+		{good + "PS4='$(touch pwned)'\n", `line 5: key "PS4"`},
+		{good + "VENDOR='ACME Corp'\n", `line 5: key "VENDOR"`},
+		{strings.ReplaceAll(good, "\n", "\r\n"), "line 1: carriage return"},
 	} {
 		_, err := ParseProduct([]byte(tc.text))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -56,16 +60,30 @@ func TestParseProduct(t *testing.T) {
 
 func TestRenderRoundTrip(t *testing.T) {
 	p := Product{Name: "My Solution", Version: "2.1.0-rc.1", RequireMetalK8s: ">=2.0,<3", LayoutVersion: "1",
-		Git: "abc", BuildTimestamp: "2024-01-02T03:04:05Z", Extra: map[string]string{"VENDOR": "ACME Corp"}}
-	got, err := ParseProduct(p.Render())
+		Git: "abc", BuildTimestamp: "2024-01-02T03:04:05Z", Extra: map[string]string{"X_VENDOR": "ACME Corp"}}
+	data, err := p.Render()
 	if err != nil {
-		t.Fatalf("%v\n%s", err, p.Render())
+		t.Fatal(err)
 	}
-	if got.Name != p.Name || got.RequireMetalK8s != p.RequireMetalK8s || got.Extra["VENDOR"] != "ACME Corp" || got.ID() != "my-solution-2.1.0-rc.1" {
+	got, err := ParseProduct(data)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, data)
+	}
+	if got.Name != p.Name || got.RequireMetalK8s != p.RequireMetalK8s || got.Extra["X_VENDOR"] != "ACME Corp" || got.ID() != "my-solution-2.1.0-rc.1" {
 		t.Fatalf("round trip: %+v", got)
 	}
-	if !strings.Contains(string(p.Render()), `REQUIRE_METALK8S=">=2.0,<3"`) || !strings.Contains(string(p.Render()), `NAME="My Solution"`) {
-		t.Errorf("render:\n%s", p.Render())
+	// Single quotes: nothing inside them means anything to a shell.
+	want := "NAME='My Solution'\nVERSION=2.1.0-rc.1\nREQUIRE_METALK8S='>=2.0,<3'\nARCHIVE_LAYOUT_VERSION=1\nGIT=abc\nBUILD_TIMESTAMP=2024-01-02T03:04:05Z\nX_VENDOR='ACME Corp'\n"
+	if string(data) != want {
+		t.Errorf("render:\n%s\nwant\n%s", data, want)
+	}
+	p.Extra = map[string]string{"PATH": "/tmp"}
+	if _, err := p.Render(); err == nil || !strings.Contains(err.Error(), `key "PATH"`) {
+		t.Errorf("render with PATH: %v", err)
+	}
+	p.Extra, p.Git = nil, "it's $(x)"
+	if _, err := p.Render(); err == nil {
+		t.Errorf("render of a GIT product.txt cannot hold: no error")
 	}
 }
 
@@ -118,12 +136,16 @@ func FuzzParseProduct(f *testing.F) {
 			}
 			return
 		}
-		q, err := ParseProduct(p.Render())
+		data, err = p.Render()
 		if err != nil {
-			t.Fatalf("rendered product does not parse: %v\n%s", err, p.Render())
+			t.Fatalf("parsed product does not render: %v", err)
 		}
-		if string(q.Render()) != string(p.Render()) {
-			t.Fatalf("render is not stable:\n%s\n%s", p.Render(), q.Render())
+		q, err := ParseProduct(data)
+		if err != nil {
+			t.Fatalf("rendered product does not parse: %v\n%s", err, data)
+		}
+		if again, err := q.Render(); err != nil || string(again) != string(data) {
+			t.Fatalf("render is not stable:\n%s\n%s", data, again)
 		}
 		if _, err := ParseConstraint(p.RequireMetalK8s); err != nil {
 			t.Fatal(err)

@@ -1,10 +1,6 @@
 package solution
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,6 +9,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // SourceFile is the name of a Solution source description in its directory.
@@ -68,18 +65,7 @@ type ImageSource struct {
 }
 
 // SourceError is a solution.yaml error at a line.
-type SourceError struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *SourceError) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return e.File + ": " + e.Msg
-}
+type SourceError = yamlstrict.Error
 
 // LoadSource reads solution.yaml, or the solution.yaml of a directory.
 func LoadSource(p string) (*Source, error) {
@@ -131,31 +117,17 @@ var binaryNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 // errors: a typo must never silently change an archive.
 func ParseSource(file string, data []byte) (*Source, error) {
 	errf := func(n *yaml.Node, format string, args ...any) error {
-		line := 0
-		if n != nil {
-			line = n.Line
-		}
-		return &SourceError{file, line, fmt.Sprintf(format, args...)}
+		return yamlstrict.Errorf(file, n, format, args...)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, errf(nil, "empty file")
-		}
-		return nil, errf(nil, "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	root, err := yamlstrict.Decode(file, data)
+	if err != nil {
+		return nil, err
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, errf(&extra, "a second YAML document; solution.yaml is one document")
-	} else if !errors.Is(err, io.EOF) {
-		return nil, errf(nil, "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	if root == nil {
+		return nil, errf(nil, "empty file")
 	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, errf(&doc, "want a mapping with name, version, require_metalk8s and images")
-	}
-	if n := findAlias(doc.Content[0], 0); n != nil {
-		return nil, errf(n, "anchors and aliases are not allowed")
+	if root.Kind != yaml.MappingNode {
+		return nil, errf(root, "want a mapping with name, version, require_metalk8s and images")
 	}
 	s := &Source{File: file, Operator: "operator/deploy"}
 	str := func(n *yaml.Node, what string) (string, error) {
@@ -164,7 +136,6 @@ func ParseSource(file string, data []byte) (*Source, error) {
 		}
 		return n.Value, nil
 	}
-	root := doc.Content[0]
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, val := root.Content[i], root.Content[i+1]
@@ -245,7 +216,7 @@ func ParseSource(file string, data []byte) (*Source, error) {
 	for _, im := range s.Images {
 		key := im.Name + ":" + im.Version
 		if prev, dup := seenImg[key]; dup {
-			return nil, &SourceError{file, im.Line, fmt.Sprintf("image %s is already listed on line %d", key, prev)}
+			return nil, yamlstrict.At(file, im.Line, "image %s is already listed on line %d", key, prev)
 		}
 		seenImg[key] = im.Line
 	}
@@ -312,19 +283,4 @@ func parseImageSource(n *yaml.Node, errf func(*yaml.Node, string, ...any) error,
 		return im, errf(n, "image %s:%s: source %q: want registry/repository", im.Name, im.Version, im.Source)
 	}
 	return im, nil
-}
-
-func findAlias(n *yaml.Node, depth int) *yaml.Node {
-	if n == nil || depth > 100 {
-		return n
-	}
-	if n.Kind == yaml.AliasNode || n.Anchor != "" {
-		return n
-	}
-	for _, c := range n.Content {
-		if a := findAlias(c, depth+1); a != nil {
-			return a
-		}
-	}
-	return nil
 }

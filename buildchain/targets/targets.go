@@ -78,7 +78,10 @@ func productTxt(ctx context.Context, b *build.Build) error {
 	if err != nil {
 		return err
 	}
-	data := info.ProductTxt()
+	data, err := info.ProductTxt()
+	if err != nil {
+		return err
+	}
 	out := filepath.Join(b.Cfg.RootDir(), "product.txt")
 	return b.Engine.Run(ctx, step.Step{
 		Name:    "product.txt",

@@ -17,9 +17,9 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"time"
 
+	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
 )
@@ -87,12 +87,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
 	opt := repogen.Options{Workers: *workers, Incremental: *update}
-	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative integer", v)
-		}
-		t := time.Unix(n, 0).UTC()
+	if t, ok, err := config.EpochFromEnv(); err != nil {
+		return err
+	} else if ok {
 		opt.Epoch = &t
 	}
 	if *signKey != "" {

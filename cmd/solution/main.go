@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"text/tabwriter"
 
+	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/solution"
 )
@@ -134,16 +135,16 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(mirrors) == 0 && os.Getenv("IMAGE_MIRRORS") != "" {
-		mirrors = strings.Split(os.Getenv("IMAGE_MIRRORS"), ",")
+	// Flags and IMAGE_MIRRORS go through the parser the mage build uses,
+	// so both refuse a mirror that is not a registry host the same way.
+	mirrorsFrom := "IMAGE_MIRRORS"
+	mirrorList := os.Getenv("IMAGE_MIRRORS")
+	if len(mirrors) > 0 {
+		mirrorsFrom, mirrorList = "--mirror", strings.Join(mirrors, ",")
 	}
-	mm := map[string]string{}
-	for _, m := range mirrors {
-		k, v, ok := strings.Cut(strings.TrimSpace(m), "=")
-		if !ok || k == "" || v == "" {
-			return fmt.Errorf("mirror %q: want HOST=MIRROR", m)
-		}
-		mm[k] = v
+	mm, err := config.ParseMirrors(mirrorList)
+	if err != nil {
+		return fmt.Errorf("%s: %w", mirrorsFrom, err)
 	}
 	if *out == "" {
 		name, err := defaultOutput(src)

@@ -129,3 +129,34 @@ func TestCLI(t *testing.T) {
 		}
 	}
 }
+
+// A mirror that is not a registry host is refused before anything is
+// fetched or written, from IMAGE_MIRRORS as from --mirror, with the checks
+// the mage build applies to the same variable.
+func TestBuildRefusesBadMirror(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	src := source(t)
+	for _, tc := range []struct {
+		env, flag, want string
+	}{
+		{env: "docker.io=bad host", want: `IMAGE_MIRRORS: "bad host" is not a registry host`},
+		{env: "docker.io=127.0.0.1:5000/UPPER", want: `IMAGE_MIRRORS: "127.0.0.1:5000/UPPER": path component "UPPER"`},
+		{env: "docker.io", want: `IMAGE_MIRRORS: entry "docker.io" is not KEY=VALUE`},
+		{env: "docker.io=127.0.0.1:5000", flag: "quay.io/x=127.0.0.1:5000", want: `--mirror: "quay.io/x" is not a registry host`},
+	} {
+		t.Setenv("IMAGE_MIRRORS", tc.env)
+		out := filepath.Join(t.TempDir(), "example.iso")
+		args := []string{"build", src, "-o", out, "--cache", t.TempDir()}
+		if tc.flag != "" {
+			args = append(args, "--mirror", tc.flag)
+		}
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), args, &stdout, &stderr)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("IMAGE_MIRRORS=%q --mirror %q: got %v, want %q", tc.env, tc.flag, err, tc.want)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("IMAGE_MIRRORS=%q: an ISO was written (%v)", tc.env, err)
+		}
+	}
+}

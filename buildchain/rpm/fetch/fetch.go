@@ -7,11 +7,8 @@ package fetch
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -23,6 +20,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/metalk8s/buildchain/buildchain/cas"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 )
 
@@ -41,8 +39,9 @@ type Item struct {
 
 func (it *Item) describe() string { return fmt.Sprintf("%s from repo %s", it.Name, it.Repo) }
 
-// Fetcher fetches into Dir: Dir/sha256/<hex> holds verified files and
-// Dir/partial the downloads in progress.
+// Fetcher fetches into Dir: Dir/sha256/<hex> holds verified files (a
+// cas.Store, the layout the image cache has) and Dir/partial the
+// downloads in progress.
 type Fetcher struct {
 	Dir    string
 	Client *http.Client
@@ -52,7 +51,9 @@ type Fetcher struct {
 }
 
 // Path is where a verified package with this checksum lives in the cache.
-func (f *Fetcher) Path(sha string) string { return filepath.Join(f.Dir, "sha256", sha) }
+func (f *Fetcher) Path(sha string) string { return f.store().Path("sha256:" + sha) }
+
+func (f *Fetcher) store() cas.Store { return cas.Store{Dir: f.Dir} }
 
 // Fetch fetches every item and returns their cache paths, in order. All
 // items are attempted; the error joins every failure.
@@ -83,7 +84,7 @@ func (f *Fetcher) now() time.Time {
 }
 
 func (f *Fetcher) one(ctx context.Context, it *Item) (string, error) {
-	if len(it.SHA256) != 64 || !isHex(it.SHA256) {
+	if !cas.ValidDigest("sha256:" + it.SHA256) {
 		return "", fmt.Errorf("%s: metadata gives no usable sha256 (%q)", it.describe(), it.SHA256)
 	}
 	final := f.Path(it.SHA256)
@@ -98,29 +99,29 @@ func (f *Fetcher) one(ctx context.Context, it *Item) (string, error) {
 	if err := os.MkdirAll(filepath.Join(f.Dir, "partial"), 0o755); err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-		return "", err
-	}
 	part := filepath.Join(f.Dir, "partial", it.SHA256)
 	if err := f.download(ctx, it, part); err != nil {
 		return "", fmt.Errorf("%s: %w", it.describe(), err)
 	}
-	sum, size, err := hashFile(part)
+	size := it.Size
+	if size <= 0 {
+		size = -1 // unknown
+	}
+	err := f.store().Adopt("sha256:"+it.SHA256, size, part, func(p string) error {
+		if err := f.checkSig(p, it); err != nil {
+			return fmt.Errorf("%w; the download was removed", err)
+		}
+		return nil
+	})
+	var de *cas.DigestError
+	if errors.As(err, &de) {
+		return "", fmt.Errorf("%s: checksum mismatch: got sha256 %s (%d bytes), metadata says %s (%d bytes); the download was removed",
+			it.describe(), strings.TrimPrefix(de.Got, "sha256:"), de.GotSize, it.SHA256, it.Size)
+	}
 	if err != nil {
 		return "", err
 	}
-	if sum != it.SHA256 || it.Size > 0 && size != it.Size {
-		os.Remove(part)
-		return "", fmt.Errorf("%s: checksum mismatch: got sha256 %s (%d bytes), metadata says %s (%d bytes); the download was removed", it.describe(), sum, size, it.SHA256, it.Size)
-	}
-	if err := f.checkSig(part, it); err != nil {
-		os.Remove(part)
-		return "", fmt.Errorf("%w; the download was removed", err)
-	}
-	if err := os.Chmod(part, 0o644); err != nil {
-		return "", err
-	}
-	return final, os.Rename(part, final)
+	return final, nil
 }
 
 func (f *Fetcher) checkSig(path string, it *Item) error {
@@ -168,7 +169,7 @@ func (f *Fetcher) download(ctx context.Context, it *Item, part string) error {
 		have = st.Size()
 		if it.Size > 0 && have >= it.Size {
 			// Complete or overlong: let the checksum decide; restart if wrong.
-			if sum, _, err := hashFile(part); err == nil && sum == it.SHA256 {
+			if sum, _, err := cas.FileDigest(part); err == nil && sum == "sha256:"+it.SHA256 {
 				return nil
 			}
 			os.Remove(part)
@@ -210,28 +211,4 @@ func (f *Fetcher) download(ctx context.Context, it *Item, part string) error {
 		return fmt.Errorf("GET %s: %w (partial download kept for resuming)", it.URL, err)
 	}
 	return out.Close()
-}
-
-func hashFile(path string) (string, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	var h hash.Hash = sha256.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, err
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
-}
-
-func isHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -4,17 +4,16 @@
 package pkglist
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // Kind says what happens to a repository's packages.
@@ -82,14 +81,6 @@ type List struct {
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]*$`)
 
-type fileError struct {
-	file string
-	line int
-	msg  string
-}
-
-func (e *fileError) Error() string { return fmt.Sprintf("%s:%d: %s", e.file, e.line, e.msg) }
-
 // Load reads and checks a packages file.
 func Load(path string) (*List, error) {
 	data, err := os.ReadFile(path)
@@ -102,19 +93,25 @@ func Load(path string) (*List, error) {
 // Parse checks data read from file.
 func Parse(file string, data []byte) (*List, error) {
 	bad := func(line int, format string, a ...any) error {
-		return &fileError{file, line, fmt.Sprintf(format, a...)}
+		return yamlstrict.At(file, line, format, a...)
 	}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&doc); err != nil {
-		// yaml.v3 errors say "yaml: line N: ..."; keep them, prefixed by the file.
-		return nil, fmt.Errorf("%s: %w", file, err)
+	// strict decodes an entry, naming what it is and the line of the
+	// field at fault.
+	strict := func(what string, n *yaml.Node, v any) error {
+		err := yamlstrict.Into(file, n, v)
+		if e, ok := err.(*yamlstrict.Error); ok {
+			return bad(e.Line, "%s: %s", what, e.Msg)
+		}
+		return err
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+	root, err := yamlstrict.Decode(file, data)
+	if err != nil {
+		return nil, err
+	}
+	if root == nil || root.Kind != yaml.MappingNode {
 		return nil, bad(1, "want a mapping with repositories, sets and local")
 	}
 	l := &List{File: file}
-	root := doc.Content[0]
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
@@ -129,15 +126,15 @@ func Parse(file string, data []byte) (*List, error) {
 		case "repositories":
 			for _, n := range v.Content {
 				var r Repo
-				if err := strict(n, &r); err != nil {
-					return nil, bad(n.Line, "repository: %v", err)
+				if err := strict("repository", n, &r); err != nil {
+					return nil, err
 				}
 				r.Line = n.Line
 				l.Repos = append(l.Repos, r)
 			}
 		case "sets":
 			for _, n := range v.Content {
-				s, err := parseSet(n, bad)
+				s, err := parseSet(n, bad, strict)
 				if err != nil {
 					return nil, err
 				}
@@ -146,8 +143,8 @@ func Parse(file string, data []byte) (*List, error) {
 		case "local":
 			for _, n := range v.Content {
 				var lo Local
-				if err := strict(n, &lo); err != nil {
-					return nil, bad(n.Line, "local package: %v", err)
+				if err := strict("local package", n, &lo); err != nil {
+					return nil, err
 				}
 				lo.Line = n.Line
 				l.Local = append(l.Local, lo)
@@ -159,30 +156,7 @@ func Parse(file string, data []byte) (*List, error) {
 	return l, l.check(bad)
 }
 
-// strict decodes n into v, refusing keys that v has no field for. The
-// check is done on the node so that the error carries the key's own line.
-func strict(n *yaml.Node, v any) error {
-	if n.Kind == yaml.MappingNode {
-		known := map[string]bool{}
-		t := reflect.TypeOf(v).Elem()
-		for i := 0; i < t.NumField(); i++ {
-			if tag, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); tag != "" && tag != "-" {
-				known[tag] = true
-			}
-		}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if k := n.Content[i]; !known[k.Value] {
-				return fmt.Errorf("line %d: unknown key %q", k.Line, k.Value)
-			}
-		}
-	}
-	if err := n.Decode(v); err != nil {
-		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	return nil
-}
-
-func parseSet(n *yaml.Node, bad func(int, string, ...any) error) (Set, error) {
+func parseSet(n *yaml.Node, bad func(int, string, ...any) error, strict func(string, *yaml.Node, any) error) (Set, error) {
 	s := Set{Line: n.Line}
 	if n.Kind != yaml.MappingNode {
 		return s, bad(n.Line, "set: want a mapping with name and packages")
@@ -204,8 +178,8 @@ func parseSet(n *yaml.Node, bad func(int, string, ...any) error) (Set, error) {
 					name, ver, _ := strings.Cut(p.Value, "=")
 					pk.Name, pk.Version = strings.TrimSpace(name), strings.TrimSpace(ver)
 				case yaml.MappingNode:
-					if err := strict(p, &pk); err != nil {
-						return s, bad(p.Line, "package: %v", err)
+					if err := strict("package", p, &pk); err != nil {
+						return s, err
 					}
 					pk.Line = p.Line
 				default:

@@ -42,13 +42,16 @@ func TestErrorsNameLine(t *testing.T) {
 	for doc, want := range map[string]string{
 		"repositories:\n  - name: a\n    kind: shipped\n    baseurl: ftp://x/\n":          "f.yaml:2: repository a: baseurl",
 		"repositories:\n  - name: a\n    kind: weird\n":                                   "f.yaml:2: repository a: kind \"weird\"",
-		"repositories:\n  - name: a\n    kind: shipped\n    colour: red\n":                `f.yaml:2: repository: line 4: unknown key "colour"`,
+		"repositories:\n  - name: a\n    kind: shipped\n    colour: red\n":                `f.yaml:4: repository: unknown field "colour"`,
 		"sets:\n  - name: s\n    packages:\n      - ok\n      - {name: \"bad name\"}\n":   "f.yaml:5: set s: package name",
 		"local:\n  - spec: x.yaml\n    repo: nope\n":                                      "f.yaml:2: local package x.yaml: repo \"nope\"",
 		"repositories:\n  - name: a\n    kind: external\n":                                "f.yaml:2: repository a: an external repository needs a baseurl",
 		"repositories:\n  - name: a\n    kind: shipped\n  - name: a\n    kind: shipped\n": "f.yaml:4: repository \"a\" is defined twice (first at line 2)",
 		"bogus: []\n":       "f.yaml:1: unknown key",
-		"repositories: [\n": "f.yaml: yaml: line",
+		"repositories: [\n": "f.yaml:1: invalid YAML",
+		"sets:\n  - name: s\n    packages:\n      - {name: a, version: 1, arch: x86_64}\n": `f.yaml:4: package: unknown field "arch"`,
+		"local: &l []\n": "f.yaml:1: YAML anchors and aliases are not allowed",
+		"":               "f.yaml:1: want a mapping",
 		"repositories:\n  - name: a\n    kind: shipped\n    gpgcheck: true\n": "no gpgkeys",
 	} {
 		_, err := Parse("f.yaml", []byte(doc))

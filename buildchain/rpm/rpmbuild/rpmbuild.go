@@ -5,7 +5,6 @@
 package rpmbuild
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,8 @@ import (
 	"time"
 
 	"github.com/google/rpmpack"
-	"gopkg.in/yaml.v3"
+
+	"github.com/metalk8s/buildchain/buildchain/yamlstrict"
 )
 
 // File is one file of the package. Exactly one of Source, Binary and
@@ -90,26 +90,24 @@ func Load(file string) (*Spec, error) {
 // Parse checks a spec's bytes; file names it in errors and locates its
 // sources. It reads nothing from disk, so it can be fuzzed.
 func Parse(file string, data []byte) (*Spec, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	root, err := yamlstrict.Decode(file, data)
+	if err != nil {
+		return nil, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
+	if root == nil {
+		return nil, yamlstrict.At(file, 0, "empty package spec")
+	}
 	var s Spec
-	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
+	if err := yamlstrict.Into(file, root, &s); err != nil {
+		return nil, err
 	}
 	s.File, s.Dir = file, filepath.Dir(file)
 	// Record each file entry's line for later errors.
-	if len(doc.Content) > 0 {
-		m := doc.Content[0]
-		for i := 0; i+1 < len(m.Content); i += 2 {
-			if m.Content[i].Value == "files" {
-				for j, n := range m.Content[i+1].Content {
-					if j < len(s.Files) {
-						s.Files[j].Line = n.Line
-					}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "files" {
+			for j, n := range root.Content[i+1].Content {
+				if j < len(s.Files) {
+					s.Files[j].Line = n.Line
 				}
 			}
 		}

@@ -184,7 +184,10 @@ func TestSpecErrorsNameFileAndLine(t *testing.T) {
 		strings.Replace(demo, "version: 1.2.3", "version: 1.2-3", 1):                                                             ":1: version",
 		strings.Replace(demo, `    mode: "0755"`+"\n  - path: /usr/bin/demo", `    mode: "0999"`+"\n  - path: /usr/bin/demo", 1): `:15: file /opt/demo/tool: mode "0999"`,
 		strings.Replace(demo, "    binary: demo\n", "", 1):                                                                       ":18: file /usr/bin/demo: give exactly one",
-		demo + "bogus: 1\n": "field bogus not found",
+		demo + "bogus: 1\n": `:26: unknown field "bogus"`,
+		strings.Replace(demo, "    binary: demo\n", "    binary: demo\n    colour: red\n", 1): `:20: unknown field "colour"`,
+		strings.Replace(demo, "version: 1.2.3", "version: &v 1.2.3", 1):                       ":2: YAML anchors and aliases are not allowed",
+		demo + "---\nname: other\n": ":26: only one YAML document is allowed",
 		strings.Replace(demo, "source: tool.sh", "source: ../../etc/passwd", 1): "must be inside",
 	} {
 		_, err := Load(writeSpec(t, body))
