@@ -71,6 +71,20 @@ func TestUpdateSHA256SUM(t *testing.T) {
 	}
 }
 
+func TestLookupSHA256SUM(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "SHA256SUM")
+	if sum, err := LookupSHA256SUM(f, "a.iso"); sum != "" || err != nil {
+		t.Fatalf("missing file: %q, %v", sum, err)
+	}
+	must(t, os.WriteFile(f, []byte("aaaa  a.iso\nbbbb *b.iso\ncccc  xa.iso\n"), 0o644))
+	must(t, UpdateSHA256SUM(f, "new\nline.iso", "dddd"))
+	for name, want := range map[string]string{"a.iso": "aaaa", "b.iso": "bbbb", "new\nline.iso": "dddd", "c.iso": "", "iso": ""} {
+		if sum, err := LookupSHA256SUM(f, name); sum != want || err != nil {
+			t.Errorf("LookupSHA256SUM(%q) = %q, %v; want %q", name, sum, err, want)
+		}
+	}
+}
+
 func TestIdentifiers(t *testing.T) {
 	for _, id := range []string{"MetalK8s 2.0.0", "example-solution 1.0.0", "CDROM", strings.Repeat("A", 32)} {
 		if _, err := New(Options{VolumeID: id}); err != nil {

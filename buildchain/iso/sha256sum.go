@@ -25,6 +25,25 @@ func UpdateSHA256SUM(sumFile, name, sum string) error {
 	return updateSHA256SUM(sumFile, name, sum)
 }
 
+// LookupSHA256SUM returns the digest that the sha256sum-format file
+// sumFile records for name, or "" when the file or the line is missing.
+// Names are compared as UpdateSHA256SUM writes them, escapes undone.
+func LookupSHA256SUM(sumFile, name string) (string, error) {
+	data, err := os.ReadFile(sumFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("iso: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if sum, file, ok := parseSumLine(line); ok && file == name {
+			return sum, nil
+		}
+	}
+	return "", nil
+}
+
 // updateSHA256SUM is UpdateSHA256SUM for a caller holding the lock.
 func updateSHA256SUM(sumFile, name, sum string) error {
 	old, err := os.ReadFile(sumFile)

@@ -196,7 +196,7 @@ func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[s
 		if names, all := def.Binaries(); all || len(names) > 0 {
 			// The binaries are built for the image's platform, not the host's.
 			var stepName string
-			if bins, stepName, err = Binaries(ctx, b, def.Platform.OS, def.Platform.Architecture); err != nil {
+			if bins, stepName, err = Binaries(ctx, b, def.Platform); err != nil {
 				return nil, err
 			}
 			inputs = append(inputs, step.Output(stepName))
@@ -241,17 +241,29 @@ func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[s
 	return names, nil
 }
 
-// Binaries builds the project's CLIs as static binaries for goos/goarch
-// under BUILD_ROOT/bin/<goos>_<goarch>, and returns them by name with the
-// name of the step that built them. Several images share one build.
-func Binaries(ctx context.Context, b *build.Build, goos, goarch string) (map[string]string, string, error) {
+// Binaries builds the project's CLIs as static binaries for the platform p
+// under BUILD_ROOT/bin/<os>_<arch>[_<variant>], and returns them by name
+// with the name of the step that built them. Several images share one
+// build. The variant is part of the name because it changes the code
+// (GOARM for arm/v6 and arm/v7).
+func Binaries(ctx context.Context, b *build.Build, p v1.Platform) (map[string]string, string, error) {
 	root := b.Cfg.ProjectRoot
 	clis, err := gobin.Discover(root)
 	if err != nil {
 		return nil, "", err
 	}
+	goos, goarch := p.OS, p.Architecture
+	variant := ""
+	if gobin.GOARM(goarch, p.Variant) != "" {
+		variant = p.Variant
+	}
 	name := "binaries:" + goos + "/" + goarch
-	out := filepath.Join(b.Cfg.BuildRoot, "bin", goos+"_"+goarch)
+	dir := goos + "_" + goarch
+	if variant != "" {
+		name += "/" + variant
+		dir += "_" + variant
+	}
+	out := filepath.Join(b.Cfg.BuildRoot, "bin", dir)
 	bins := map[string]string{}
 	outputs := []string{}
 	for _, c := range clis {
@@ -276,7 +288,7 @@ func Binaries(ctx context.Context, b *build.Build, goos, goarch string) (map[str
 		Inputs:  inputs,
 		Outputs: outputs,
 		Run: func(ctx context.Context) error {
-			_, err := gobin.Build(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, GOOS: goos, GOARCH: goarch, Jobs: b.Cfg.Jobs})
+			_, err := gobin.Build(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, GOOS: goos, GOARCH: goarch, Variant: variant, Jobs: b.Cfg.Jobs})
 			return err
 		},
 	})

@@ -1,17 +1,15 @@
 package targets
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
+	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -56,7 +54,7 @@ func Solution(ctx context.Context, b *build.Build) error {
 		Outputs: []string{out},
 		// The ISO's line, not the whole file: the iso step writes its own
 		// line there too, which must not make this step re-run.
-		Fingerprint: func() (string, error) { return sumLine(sums, base) },
+		Fingerprint: func() (string, error) { return iso.LookupSHA256SUM(sums, base) },
 		Run: func(ctx context.Context) error {
 			res, err := solution.Build(ctx, src, opts)
 			if err != nil {
@@ -66,25 +64,6 @@ func Solution(ctx context.Context, b *build.Build) error {
 			return nil
 		},
 	})
-}
-
-// sumLine is the line of a sha256sum file that names name, or "" when there
-// is none (or no file).
-func sumLine(path, name string) (string, error) {
-	data, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return "", nil
-	}
-	if err != nil {
-		return "", err
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		if l := sc.Text(); strings.HasSuffix(l, "  "+name) || strings.HasSuffix(l, " *"+name) {
-			return l, nil
-		}
-	}
-	return "", sc.Err()
 }
 
 func pairs(m map[string]string) string {

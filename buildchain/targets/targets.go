@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
@@ -41,7 +43,7 @@ func PackagingOptions(b *build.Build) packaging.Options {
 		Log:            b.Log,
 		Binaries: func(ctx context.Context) (map[string]string, error) {
 			// RPMs are built for EL x86_64 nodes, whatever the build host.
-			bins, _, err := Binaries(ctx, b, "linux", "amd64")
+			bins, _, err := Binaries(ctx, b, v1.Platform{OS: "linux", Architecture: "amd64"})
 			return bins, err
 		},
 	}
