@@ -125,7 +125,7 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 	wrap := func(err error) error {
 		return fmt.Errorf("image %s:%s (%s): %w", im.Name, im.Version, ref, err)
 	}
-	raw, top, err := f.manifest(ctx, ref, im.Digest)
+	raw, top, err := f.manifest(ctx, ref, im.Digest, dirlayout.ParseManifest)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -139,12 +139,9 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 		}
 		manifests, digests = manifests[:0], digests[:0]
 		for _, d := range children {
-			craw, cm, err := f.manifest(ctx, ref.Context().Digest(d.Digest.String()), d.Digest.String())
+			craw, cm, err := f.manifest(ctx, ref.Context().Digest(d.Digest.String()), d.Digest.String(), dirlayout.ParseChild)
 			if err != nil {
 				return nil, wrap(err)
-			}
-			if cm.MediaType.IsIndex() {
-				return nil, wrap(fmt.Errorf("manifest %s: %w", d.Digest, dirlayout.ErrNestedIndex))
 			}
 			if len(platforms) == 1 {
 				res.Manifest, res.MediaType = craw, cm.MediaType
@@ -183,9 +180,9 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 }
 
 // manifest returns the raw manifest pinned by digest, from the cache or the
-// registry, checked by dirlayout. The cache key is the digest, so a cached
-// manifest is final.
-func (f *Fetcher) manifest(ctx context.Context, ref name.Digest, digest string) ([]byte, *dirlayout.ParsedManifest, error) {
+// registry, checked by parse (dirlayout's: the top manifest, or an index's
+// child). The cache key is the digest, so a cached manifest is final.
+func (f *Fetcher) manifest(ctx context.Context, ref name.Digest, digest string, parse func([]byte) (*dirlayout.ParsedManifest, error)) ([]byte, *dirlayout.ParsedManifest, error) {
 	raw, err := os.ReadFile(f.Cache.Path(digest))
 	if err != nil || DigestOf(raw) != digest {
 		v, err, _ := f.flight.Do("m"+digest, func() (any, error) {
@@ -215,7 +212,7 @@ func (f *Fetcher) manifest(ctx context.Context, ref name.Digest, digest string) 
 		}
 		raw = v.([]byte)
 	}
-	m, err := dirlayout.ParseManifest(raw)
+	m, err := parse(raw)
 	if err != nil {
 		return nil, nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}

@@ -3,11 +3,8 @@ package solution
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"sort"
@@ -391,27 +388,14 @@ func (v *validator) digest(n node) (string, error) {
 		return "", err
 	}
 	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{v.ctx, rc}); err != nil {
+	d, err := dirlayout.Digest(v.ctx, rc)
+	if err != nil {
 		return "", err
 	}
-	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if n.id != "" {
 		v.hashed[n.id] = d
 	}
 	return d, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // registryConfig checks that the template names every image the archive

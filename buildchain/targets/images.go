@@ -145,7 +145,7 @@ func pruneImages(root string, keep map[string]bool, b *build.Build) error {
 		if !d.IsDir() || p == root {
 			return nil
 		}
-		if _, err := os.Stat(filepath.Join(p, "manifest.json")); err != nil {
+		if _, err := os.Stat(filepath.Join(p, dirlayout.ManifestFile)); err != nil {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)

@@ -303,8 +303,14 @@ func fileDigest(ctx context.Context, fsys fs.FS, p string) (string, error) {
 		return "", err
 	}
 	defer f.Close()
+	return Digest(ctx, f)
+}
+
+// Digest returns the sha256 digest of what r yields, giving up with
+// ctx's error as soon as ctx is done: a blob can be gigabytes.
+func Digest(ctx context.Context, r io.Reader) (string, error) {
 	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{ctx, f}); err != nil {
+	if _, err := io.Copy(h, ctxReader{ctx, r}); err != nil {
 		return "", err
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
