@@ -102,7 +102,8 @@ type scanner struct {
 }
 
 type imageJob struct {
-	rel string
+	rel     string
+	entries []fs.DirEntry
 	// Filled by scanImages.
 	errs   []error
 	result *imageResult
@@ -128,7 +129,7 @@ func (s *scanner) scanImages() {
 			defer wg.Done()
 			for j := range work {
 				js := &scanner{root: s.root, fsys: s.fsys}
-				j.result = js.image(j.rel)
+				j.result = js.image(j.rel, j.entries)
 				j.errs = js.errs
 			}
 		}()
@@ -179,7 +180,7 @@ func (s *scanner) walk(rel string) {
 		return
 	}
 	if dirlayout.IsImageDir(entries) {
-		s.jobs = append(s.jobs, imageJob{rel: rel})
+		s.jobs = append(s.jobs, imageJob{rel: rel, entries: entries})
 		return
 	}
 	for _, e := range entries {
@@ -200,7 +201,7 @@ func orDot(rel string) string {
 // dirlayout; it returns nil, with s.errs saying why, if the directory
 // cannot be served. Blob content is not read: the digests are trusted
 // from the names, as clients verify what they pull.
-func (s *scanner) image(rel string) *imageResult {
+func (s *scanner) image(rel string, entries []fs.DirEntry) *imageResult {
 	name, tag := path.Dir(rel), path.Base(rel)
 	if rel == "" || name == "." {
 		s.fail(rel, "image directory is not at ROOT/<name>/<tag> (it has no name)")
@@ -214,7 +215,7 @@ func (s *scanner) image(rel string) *imageResult {
 		s.fail(rel, "%v", err)
 		return nil
 	}
-	d, err := dirlayout.Read(context.Background(), s.fsys, rel, dirlayout.Options{})
+	d, err := dirlayout.ReadEntries(context.Background(), s.fsys, rel, entries, dirlayout.Options{})
 	if err != nil {
 		s.layoutErrors(err)
 		return nil

@@ -101,6 +101,13 @@ func Read(ctx context.Context, fsys fs.FS, dir string, opts Options) (*Dir, erro
 	if err != nil {
 		return nil, &Error{dir, err}
 	}
+	return ReadEntries(ctx, fsys, dir, entries, opts)
+}
+
+// ReadEntries is Read for a walker that has listed dir already (to see
+// that it is an image directory): a tree of thousands of images is then
+// listed once.
+func ReadEntries(ctx context.Context, fsys fs.FS, dir string, entries []fs.DirEntry, opts Options) (*Dir, error) {
 	d := &Dir{Path: dir, fsys: fsys, Contents: Contents{Blobs: map[string]int64{}}}
 	var errs []error
 	bad := func(name string, format string, args ...any) {
