@@ -235,13 +235,7 @@ func (s *scanner) image(rel string, entries []fs.DirEntry) *imageResult {
 
 // layoutErrors records dirlayout's faults, each under its absolute path.
 func (s *scanner) layoutErrors(err error) {
-	var errs []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		errs = j.Unwrap()
-	} else {
-		errs = []error{err}
-	}
-	for _, e := range errs {
+	for _, e := range dirlayout.Errors(err) {
 		var le *dirlayout.Error
 		if errors.As(e, &le) {
 			s.fail(le.Path, "%v", le.Err)

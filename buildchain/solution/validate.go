@@ -340,18 +340,12 @@ func (v *validator) checkImage(fsys fs.FS, d string, info *ImageInfo) {
 	if v.ctx.Err() != nil {
 		return
 	}
-	if err != nil {
-		errs := []error{err}
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			errs = j.Unwrap()
-		}
-		for _, e := range errs {
-			var le *dirlayout.Error
-			if errors.As(e, &le) {
-				v.bad(le.Path, le.Err.Error())
-			} else {
-				v.bad(d, e.Error())
-			}
+	for _, e := range dirlayout.Errors(err) {
+		var le *dirlayout.Error
+		if errors.As(e, &le) {
+			v.bad(le.Path, le.Err.Error())
+		} else {
+			v.bad(d, e.Error())
 		}
 	}
 	if dl == nil || dl.Top == nil {

@@ -61,6 +61,18 @@ type Error struct {
 func (e *Error) Error() string { return e.Path + ": " + e.Err.Error() }
 func (e *Error) Unwrap() error { return e.Err }
 
+// Errors splits an error of Read into the faults it joins, so that a
+// caller can report each at its own path.
+func Errors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // DigestFS is a file system that gives the sha256 digest of its files
 // itself, for example hashing once content that several names share.
 type DigestFS interface {

@@ -148,10 +148,7 @@ func TestReadFaults(t *testing.T) {
 			f := newFixture()
 			at := tc.fault(f)
 			_, err := Read(context.Background(), f.fs, "img", Options{VerifyBlobs: tc.verify})
-			var errs []error
-			if j, ok := err.(interface{ Unwrap() []error }); ok {
-				errs = j.Unwrap()
-			}
+			errs := Errors(err)
 			if len(errs) != 1 {
 				t.Fatalf("want one error, got %v", err)
 			}
