@@ -13,6 +13,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 )
 
 const zeroDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
@@ -137,8 +139,8 @@ func checkAPI(t *testing.T, tree *fixtureTree, s registryServer) {
 		}
 		for _, c := range im.children {
 			r := do(t, "GET", s.url(base+"/manifests/"+c))
-			info, err := SniffMediaType(r.body)
-			if r.status != 200 || sha(r.body) != c || err != nil || r.header.Get("Content-Type") != info.MediaType || r.header.Get("Docker-Content-Digest") != c {
+			info, err := dirlayout.ParseManifest(r.body)
+			if r.status != 200 || sha(r.body) != c || err != nil || r.header.Get("Content-Type") != string(info.MediaType) || r.header.Get("Docker-Content-Digest") != c {
 				t.Errorf("child %s of %s: %d %v (sniff %v)", c, im.ref(), r.status, r.header, err)
 			}
 		}

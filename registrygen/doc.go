@@ -6,8 +6,10 @@
 // nginx location blocks that map the pull API onto the files, for one
 // server block; NewHandler returns an http.Handler with the same routes,
 // status codes, headers and bodies, for development and tests. Both start
-// from Scan, which validates every name, tag, digest and manifest against
-// the distribution grammar before anything is emitted.
+// from Scan, which checks every name, tag and digest against the
+// distribution grammar (distref, plus registrygen's stricter policy, see
+// validate.go) and reads every image directory through dirlayout before
+// anything is emitted.
 //
 // The Solution tool writes an archive's template with
 //

@@ -11,8 +11,9 @@ import (
 )
 
 // Fuzz targets for everything that parses outside input: directory names
-// (names, tags, digests), the --name-prefix and --server-root values,
-// manifest files, and request paths. Seeds are below and in
+// (names, tags, digests), the --name-prefix and --server-root values, and
+// request paths. Manifest files are parsed by dirlayout, and fuzzed there
+// (FuzzSniffMediaType). Seeds are below and in
 // testdata/fuzz/<target>/. Run one with, e.g.:
 //
 //	go test ./registrygen -run '^$' -fuzz '^FuzzValidateName$' -fuzztime 2m
@@ -149,43 +150,6 @@ func FuzzNormalizeServerRoot(f *testing.F) {
 		}
 		if again, err := NormalizeServerRoot(r); err != nil || again != r {
 			t.Fatalf("NormalizeServerRoot not idempotent on %q: %q, %v", r, again, err)
-		}
-	})
-}
-
-func FuzzSniffMediaType(f *testing.F) {
-	for _, s := range []string{
-		`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"digest":"` + zeroDigest + `"},"layers":[{"digest":"` + zeroDigest + `"}]}`,
-		`{"schemaVersion":2,"config":{"digest":"` + zeroDigest + `"},"layers":[]}`,
-		`{"schemaVersion":2,"manifests":[{"digest":"` + zeroDigest + `"}]}`,
-		`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json","manifests":[]}`,
-		`{"schemaVersion":2,"MediaType":"x","config":{}}`,
-		`{"schemaVersion":1}`, `null`, `[]`, `{"schemaVersion":2}{}`,
-		`{"schemaVersion":2,"config":{"digest":"` + zeroDigest + `"},"layers":[{"digest":"sha256:x","urls":["http://x"]}]}`,
-	} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		info, err := SniffMediaType(data)
-		if err != nil {
-			return
-		}
-		switch info.MediaType {
-		case MediaTypeDockerManifest, MediaTypeOCIManifest:
-			if len(info.Blobs) == 0 || len(info.Children) != 0 {
-				t.Fatalf("image manifest without a config: %+v", info)
-			}
-		case MediaTypeDockerManifestList, MediaTypeOCIIndex:
-			if len(info.Blobs) != 0 {
-				t.Fatalf("index with blobs: %+v", info)
-			}
-		default:
-			t.Fatalf("media type %q served", info.MediaType)
-		}
-		for _, d := range append(info.Blobs, info.Children...) {
-			if ValidateDigest(d) != nil {
-				t.Fatalf("invalid digest %q returned", d)
-			}
 		}
 	})
 }

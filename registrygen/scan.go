@@ -1,11 +1,9 @@
 package registrygen
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
+	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -14,23 +12,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-)
 
-// Names of the files of a skopeo dir: image directory (transport version 1.1).
-const (
-	ManifestFile = "manifest.json"
-	VersionFile  = "version"
-	// childSuffix ends the name of an index's child manifest, stored as
-	// "<hex>.manifest.json" beside the index.
-	childSuffix = ".manifest.json"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 )
-
-// versions are the accepted contents of the version file. 1.0 trees hold
-// no child manifests, which the scanner handles like any index-less tree.
-var versions = map[string]bool{
-	"Directory Transport Version: 1.0\n": true,
-	"Directory Transport Version: 1.1\n": true,
-}
 
 // Tree is a scanned image root.
 type Tree struct {
@@ -80,7 +64,7 @@ func Scan(dir string) (*Tree, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s: image root is not a directory", abs)
 	}
-	s := &scanner{root: abs, repos: map[string]*repoBuild{}}
+	s := &scanner{root: abs, fsys: os.DirFS(abs), repos: map[string]*repoBuild{}}
 	s.walk("")
 	s.scanImages()
 	if len(s.errs) > 0 {
@@ -111,6 +95,7 @@ type repoBuild struct {
 
 type scanner struct {
 	root  string
+	fsys  fs.FS // the root
 	repos map[string]*repoBuild
 	errs  []error
 	jobs  []imageJob // image directories found by walk, in sorted order
@@ -143,7 +128,7 @@ func (s *scanner) scanImages() {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				js := &scanner{root: s.root}
+				js := &scanner{root: s.root, fsys: s.fsys}
 				j.result = js.image(j.rel, j.entries)
 				j.errs = js.errs
 			}
@@ -189,25 +174,12 @@ func (s *scanner) fail(rel, format string, args ...any) {
 }
 
 func (s *scanner) walk(rel string) {
-	entries, err := os.ReadDir(filepath.Join(s.root, filepath.FromSlash(rel)))
+	entries, err := fs.ReadDir(s.fsys, orDot(rel))
 	if err != nil {
-		s.errs = append(s.errs, err)
+		s.errs = append(s.errs, fmt.Errorf("%s: %w", filepath.Join(s.root, filepath.FromSlash(rel)), err))
 		return
 	}
-	var hasManifest, hasVersion bool
-	for _, e := range entries {
-		switch e.Name() {
-		case ManifestFile:
-			hasManifest = true
-		case VersionFile:
-			hasVersion = true
-		}
-	}
-	if hasManifest || hasVersion {
-		if !hasManifest || !hasVersion {
-			s.fail(rel, "has only one of %s and %s; a dir: image directory holds both", ManifestFile, VersionFile)
-			return
-		}
+	if dirlayout.IsImageDir(entries) {
 		s.jobs = append(s.jobs, imageJob{rel: rel, entries: entries})
 		return
 	}
@@ -218,8 +190,17 @@ func (s *scanner) walk(rel string) {
 	}
 }
 
-// image reads and checks the image directory rel (slash-separated); it
-// returns nil, with s.errs saying why, if the directory cannot be served.
+func orDot(rel string) string {
+	if rel == "" {
+		return "."
+	}
+	return rel
+}
+
+// image reads and checks the image directory rel (slash-separated) with
+// dirlayout; it returns nil, with s.errs saying why, if the directory
+// cannot be served. Blob content is not read: the digests are trusted
+// from the names, as clients verify what they pull.
 func (s *scanner) image(rel string, entries []fs.DirEntry) *imageResult {
 	name, tag := path.Dir(rel), path.Base(rel)
 	if rel == "" || name == "." {
@@ -234,119 +215,34 @@ func (s *scanner) image(rel string, entries []fs.DirEntry) *imageResult {
 		s.fail(rel, "%v", err)
 		return nil
 	}
-	byName := map[string]fs.DirEntry{}
-	for _, e := range entries {
-		byName[e.Name()] = e
-	}
-	for _, f := range []string{VersionFile, ManifestFile} {
-		if !byName[f].Type().IsRegular() {
-			s.fail(path.Join(rel, f), "is not a regular file (symbolic links are not served)")
-			return nil
-		}
-	}
-	version, err := s.read(path.Join(rel, VersionFile), 1024)
+	d, err := dirlayout.ReadEntries(context.Background(), s.fsys, rel, entries, dirlayout.Options{})
 	if err != nil {
-		s.errs = append(s.errs, err)
+		s.layoutErrors(err)
 		return nil
 	}
-	if !versions[string(version)] {
-		s.fail(path.Join(rel, VersionFile), "content %q is not \"Directory Transport Version: 1.0 or 1.1\"", version)
-		return nil
+	files := make([]File, 0, len(d.Manifests))
+	for _, m := range d.Manifests {
+		files = append(files, File{Digest: m.Digest, MediaType: string(m.MediaType), Size: m.Size, Path: m.Path})
 	}
-
-	type manifest struct {
-		file File
-		info ManifestInfo
+	// No Size for blobs: nginx and the handler stat the file when serving
+	// it, and an lstat per blob would be most of the scan's system time.
+	blobs := make([]File, 0, len(d.BlobFiles))
+	for _, b := range d.BlobFiles {
+		blobs = append(blobs, File{Digest: b, Path: path.Join(rel, dirlayout.BlobName(b))})
 	}
-	var manifests []manifest // [0] is manifest.json, then the children
-	blobs := map[string]File{}
-	children := map[string]bool{}
-	readManifest := func(fileRel, wantHex string) bool {
-		data, err := s.read(fileRel, MaxManifestSize)
-		if err != nil {
-			s.errs = append(s.errs, err)
-			return false
-		}
-		sum := sha256.Sum256(data)
-		h := hex.EncodeToString(sum[:])
-		if wantHex != "" && h != wantHex {
-			s.fail(fileRel, "content digest is sha256:%s, not the one its name says", h)
-			return false
-		}
-		info, err := SniffMediaType(data)
-		if err != nil {
-			s.fail(fileRel, "%v", err)
-			return false
-		}
-		manifests = append(manifests, manifest{File{Digest: "sha256:" + h, MediaType: info.MediaType, Size: int64(len(data)), Path: fileRel}, info})
-		return true
-	}
-	if !readManifest(path.Join(rel, ManifestFile), "") {
-		return nil
-	}
-	for _, e := range entries {
-		n := e.Name()
-		childHex, isChild := strings.CutSuffix(n, childSuffix)
-		isChild = isChild && isHex64(childHex)
-		if !isChild && !isHex64(n) {
-			continue // signatures and other files skopeo may write are not served
-		}
-		if !e.Type().IsRegular() {
-			s.fail(path.Join(rel, n), "is not a regular file (symbolic links are not served)")
-			continue
-		}
-		if isChild {
-			if readManifest(path.Join(rel, n), childHex) {
-				children["sha256:"+childHex] = true
-			}
-			continue
-		}
-		// No Size: nginx and the handler stat the file when serving it,
-		// and an lstat per blob would be most of the scan's system time.
-		blobs["sha256:"+n] = File{Digest: "sha256:" + n, Path: path.Join(rel, n)}
-	}
-	ok := true
-	for _, m := range manifests {
-		for _, d := range m.info.Blobs {
-			if _, found := blobs[d]; !found {
-				s.fail(m.file.Path, "references blob %s, which is not in the directory", d)
-				ok = false
-			}
-		}
-		for _, d := range m.info.Children {
-			if !children[d] {
-				s.fail(m.file.Path, "lists manifest %s, which is not in the directory as %s%s", d, strings.TrimPrefix(d, "sha256:"), childSuffix)
-				ok = false
-			}
-		}
-	}
-	if !ok {
-		return nil
-	}
-
-	files := make([]File, 0, len(manifests))
-	for _, m := range manifests {
-		files = append(files, m.file)
-	}
-	return &imageResult{name: name, tag: tag, manifests: files, blobs: sortedFiles(blobs)}
+	return &imageResult{name: name, tag: tag, manifests: files, blobs: blobs}
 }
 
-// read returns the content of the file rel, refusing more than limit bytes.
-func (s *scanner) read(rel string, limit int64) ([]byte, error) {
-	p := filepath.Join(s.root, filepath.FromSlash(rel))
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
+// layoutErrors records dirlayout's faults, each under its absolute path.
+func (s *scanner) layoutErrors(err error) {
+	for _, e := range dirlayout.Errors(err) {
+		var le *dirlayout.Error
+		if errors.As(e, &le) {
+			s.fail(le.Path, "%v", le.Err)
+		} else {
+			s.errs = append(s.errs, e)
+		}
 	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p, err)
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", p, limit)
-	}
-	return data, nil
 }
 
 func sortedFiles(m map[string]File) []File {

@@ -1,56 +1,38 @@
 package registrygen
 
 import (
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/metalk8s/buildchain/buildchain/distref"
 )
 
-// The grammar below is the distribution spec's (and distribution/reference's):
+// Names, tags and digests follow the distribution grammar, which distref
+// owns. Every character it allows is safe in an nginx config word, in a
+// single-quoted JSON string and in a URI, which is what lets the generator
+// emit them unquoted. Only sha256 digests exist: the dir: layout names blobs
+// by the hex of their sha256.
 //
-//	<name>      ::= <component> ( "/" <component> )*
-//	<component> ::= [a-z0-9]+ ( ( "." | "_" | "__" | "-"+ ) [a-z0-9]+ )*
-//	<tag>       ::= [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}
-//	<digest>    ::= "sha256:" [a-f0-9]{64}
-//
-// Only sha256 digests are accepted: the dir: layout names blobs by the hex of
-// their sha256, so no other algorithm can be served. Every character these
-// rules allow is safe in an nginx config word, in a single-quoted JSON
-// string and in a URI, which is what lets the generator emit them unquoted.
-var (
-	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
-	tagRE       = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
-	hexRE       = regexp.MustCompile(`^[a-f0-9]{64}$`)
-)
+// On top of the grammar, registrygen's own policy refuses:
+//   - ".." anywhere in a tag (ValidateTag, below);
+//   - a name whose last component is an API word (manifests, blobs, tags,
+//     referrers) under another served name, which would shadow that name's
+//     routes (checked in nginx.go, where all the names are known).
 
-// MaxNameLength is the longest repository name (prefix included) accepted,
-// the limit that distribution/reference and most clients enforce.
-const MaxNameLength = 255
+// MaxNameLength is the longest repository name (prefix included) accepted.
+const MaxNameLength = distref.MaxNameLength
 
 // ValidateName checks a repository name against the distribution grammar.
-func ValidateName(name string) error {
-	if name == "" {
-		return errors.New("repository name is empty")
-	}
-	if len(name) > MaxNameLength {
-		return fmt.Errorf("repository name is %d characters long, more than %d", len(name), MaxNameLength)
-	}
-	for _, c := range strings.Split(name, "/") {
-		if !componentRE.MatchString(c) {
-			return fmt.Errorf("repository name %q: component %q does not match [a-z0-9]+((.|_|__|-+)[a-z0-9]+)*", name, c)
-		}
-	}
-	return nil
-}
+func ValidateName(name string) error { return distref.CheckName(name) }
 
 // ValidateTag checks a tag against the distribution grammar, and refuses
 // ".." anywhere in it: the grammar allows "1..2", which is harmless in a
 // URI or a path segment, but a config that never holds ".." is easier to
 // audit than one that holds it only where it is harmless.
 func ValidateTag(tag string) error {
-	if !tagRE.MatchString(tag) {
-		return fmt.Errorf("tag %q does not match [a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}", tag)
+	if err := distref.CheckTag(tag); err != nil {
+		return err
 	}
 	if strings.Contains(tag, "..") {
 		return fmt.Errorf("tag %q contains \"..\", which registrygen refuses", tag)
@@ -60,15 +42,7 @@ func ValidateTag(tag string) error {
 
 // ValidateDigest checks a digest; only "sha256:" and 64 lower-case hex
 // digits are accepted (see above).
-func ValidateDigest(d string) error {
-	hex, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || !hexRE.MatchString(hex) {
-		return fmt.Errorf("digest %q is not sha256:<64 lower-case hex digits>", d)
-	}
-	return nil
-}
-
-func isHex64(s string) bool { return hexRE.MatchString(s) }
+func ValidateDigest(d string) error { return distref.CheckDigest(d) }
 
 // placeholderRE is a Jinja expression naming one variable, the only template
 // syntax accepted in a prefix or server root (docs 12.2.4 uses

@@ -135,15 +135,19 @@ func TestRejectsBadTrees(t *testing.T) {
 			os.WriteFile(filepath.Join(d, "manifest.json"), []byte(`{"schemaVersion":1,"name":"a","tag":"1.0","fsLayers":[]}`), 0o644)
 			return filepath.Join(d, "manifest.json")
 		}, "schemaVersion"},
+		// dirlayout names the missing blob's path, and the manifest
+		// listing it in the message.
 		{"missing blob", func(r string) string {
 			d := writeImage(t, r, "a/1.0")
 			entries, _ := os.ReadDir(d)
+			var blob string
 			for _, e := range entries {
 				if len(e.Name()) == 64 {
-					os.Remove(filepath.Join(d, e.Name()))
+					blob = filepath.Join(d, e.Name())
+					os.Remove(blob)
 				}
 			}
-			return filepath.Join(d, "manifest.json")
+			return blob
 		}, "not in the directory"},
 		{"child digest mismatch", func(r string) string {
 			d := writeImage(t, r, "a/1.0")

@@ -50,3 +50,29 @@ func FuzzName(f *testing.F) {
 		}
 	})
 }
+
+func TestCheck(t *testing.T) {
+	good := "sha256:" + strings.Repeat("0", 64)
+	for _, s := range []string{"", "a", "library/nginx", "A", "a..b", strings.Repeat("a", 256)} {
+		if (CheckName(s) == nil) != ValidName(s) {
+			t.Errorf("CheckName(%q) = %v, ValidName says %v", s, CheckName(s), ValidName(s))
+		}
+	}
+	for _, s := range []string{"", "1.0", ".x", "a;b", strings.Repeat("a", 129)} {
+		if (CheckTag(s) == nil) != ValidTag(s) {
+			t.Errorf("CheckTag(%q) = %v, ValidTag says %v", s, CheckTag(s), ValidTag(s))
+		}
+	}
+	for s, want := range map[string]string{
+		good:                                "",
+		"md5:abc":                           `algorithm "md5"`,
+		"sha256:abc":                        "wrong number of hex digits: 3",
+		"sha256:" + strings.Repeat("A", 64): "lower-case",
+		"abc":                               "no algorithm",
+	} {
+		err := CheckDigest(s)
+		if (err == nil) != (want == "") || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("CheckDigest(%q) = %v, want %q", s, err, want)
+		}
+	}
+}

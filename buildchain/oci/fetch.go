@@ -2,7 +2,6 @@ package oci
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +19,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 )
 
 // Fetcher downloads pinned images into a Cache, verifying every byte.
@@ -47,18 +47,15 @@ type Fetcher struct {
 // Transferred returns the bytes fetched from registries so far.
 func (f *Fetcher) Transferred() int64 { return f.transferred.Load() }
 
-// Resolved is a fetched image: what goes into its dir: layout.
+// Resolved is a fetched image: what goes into its dir: layout. Its
+// Manifest is the raw top manifest that becomes manifest.json: the pinned
+// manifest or index itself, or the platform manifest that a
+// single-platform build resolves an index to; its Children are the raw
+// platform manifests kept beside an index, and its Blobs every config and
+// layer the image needs.
 type Resolved struct {
 	Image Image
-	// Manifest is the raw top manifest that becomes manifest.json: the
-	// pinned manifest or index itself, or the platform manifest that a
-	// single-platform build resolves an index to.
-	Manifest  []byte
-	MediaType types.MediaType
-	// Children are the raw platform manifests kept beside an index, by digest.
-	Children map[string][]byte
-	// Blobs are every config and layer digest the image needs, with sizes.
-	Blobs map[string]int64
+	dirlayout.Contents
 }
 
 // UpstreamRef is the reference an image is fetched from, after mirroring:
@@ -123,46 +120,41 @@ func (f *Fetcher) Fetch(ctx context.Context, im Image) (*Resolved, error) {
 func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Resolved, error) {
 	ref, err := f.parse(f.UpstreamRef(im))
 	if err != nil {
-		return nil, fmt.Errorf("image %s:%s: %v", im.Name, im.Version, err)
+		return nil, fmt.Errorf("image %s:%s: %w", im.Name, im.Version, err)
 	}
 	wrap := func(err error) error {
 		return fmt.Errorf("image %s:%s (%s): %w", im.Name, im.Version, ref, err)
 	}
-	raw, mt, err := f.manifest(ctx, ref, im.Digest)
+	raw, top, err := f.manifest(ctx, ref, im.Digest, dirlayout.ParseManifest)
 	if err != nil {
 		return nil, wrap(err)
 	}
-	res := &Resolved{Image: im, Manifest: raw, MediaType: mt, Children: map[string][]byte{}, Blobs: map[string]int64{}}
-	manifests := [][]byte{raw}
-	if mt.IsIndex() {
-		var idx v1.IndexManifest
-		if err := json.Unmarshal(raw, &idx); err != nil {
-			return nil, wrap(fmt.Errorf("index %s: %v", im.Digest, err))
-		}
-		children, err := selectPlatforms(&idx, platforms)
+	res := &Resolved{Image: im, Contents: dirlayout.Contents{Manifest: raw, MediaType: top.MediaType, Children: map[string][]byte{}, Blobs: map[string]int64{}}}
+	manifests := []*dirlayout.ParsedManifest{top}
+	digests := []string{im.Digest}
+	if top.MediaType.IsIndex() {
+		children, err := selectPlatforms(&v1.IndexManifest{Manifests: top.Manifests}, platforms)
 		if err != nil {
-			return nil, wrap(fmt.Errorf("index %s: %v", im.Digest, err))
+			return nil, wrap(fmt.Errorf("index %s: %w", im.Digest, err))
 		}
-		manifests = manifests[:0]
+		manifests, digests = manifests[:0], digests[:0]
 		for _, d := range children {
-			craw, cmt, err := f.manifest(ctx, ref.Context().Digest(d.Digest.String()), d.Digest.String())
+			craw, cm, err := f.manifest(ctx, ref.Context().Digest(d.Digest.String()), d.Digest.String(), dirlayout.ParseChild)
 			if err != nil {
 				return nil, wrap(err)
 			}
-			if cmt.IsIndex() {
-				return nil, wrap(fmt.Errorf("nested index %s is not supported", d.Digest))
-			}
 			if len(platforms) == 1 {
-				res.Manifest, res.MediaType = craw, cmt
+				res.Manifest, res.MediaType = craw, cm.MediaType
 			} else {
 				res.Children[d.Digest.String()] = craw
 			}
-			manifests = append(manifests, craw)
+			manifests = append(manifests, cm)
+			digests = append(digests, d.Digest.String())
 		}
 	}
-	for _, m := range manifests {
-		if err := manifestBlobs(m, res.Blobs); err != nil {
-			return nil, wrap(err)
+	for i, m := range manifests {
+		if err := addBlobs(m, res.Blobs); err != nil {
+			return nil, wrap(fmt.Errorf("manifest %s: %w", digests[i], err))
 		}
 	}
 	var total int64
@@ -188,69 +180,43 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 }
 
 // manifest returns the raw manifest pinned by digest, from the cache or the
-// registry. The cache key is the digest, so a cached manifest is final.
-func (f *Fetcher) manifest(ctx context.Context, ref name.Digest, digest string) ([]byte, types.MediaType, error) {
-	path := f.Cache.Path(digest)
-	if raw, err := os.ReadFile(path); err == nil && DigestOf(raw) == digest {
-		return raw, sniffMediaType(raw), nil
-	}
-	v, err, _ := f.flight.Do("m"+digest, func() (any, error) {
-		var raw []byte
-		err := f.retry(ctx, func() error {
-			desc, err := remote.Get(ref, f.options(ctx)...)
+// registry, checked by parse (dirlayout's: the top manifest, or an index's
+// child). The cache key is the digest, so a cached manifest is final.
+func (f *Fetcher) manifest(ctx context.Context, ref name.Digest, digest string, parse func([]byte) (*dirlayout.ParsedManifest, error)) ([]byte, *dirlayout.ParsedManifest, error) {
+	raw, err := os.ReadFile(f.Cache.Path(digest))
+	if err != nil || DigestOf(raw) != digest {
+		v, err, _ := f.flight.Do("m"+digest, func() (any, error) {
+			var raw []byte
+			err := f.retry(ctx, func() error {
+				desc, err := remote.Get(ref, f.options(ctx)...)
+				if err != nil {
+					return err
+				}
+				raw = desc.Manifest
+				f.transferred.Add(int64(len(raw)))
+				if got := DigestOf(raw); got != digest {
+					return &DigestError{Want: digest, Got: got, WantSize: -1}
+				}
+				return nil
+			})
 			if err != nil {
-				return err
+				return nil, fmt.Errorf("manifest %s: %w", digest, err)
 			}
-			raw = desc.Manifest
-			f.transferred.Add(int64(len(raw)))
-			if got := DigestOf(raw); got != digest {
-				return &DigestError{Want: digest, Got: got, WantSize: -1}
+			if err := f.Cache.PutBytes(digest, raw); err != nil {
+				return nil, err
 			}
-			return nil
+			return raw, nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("manifest %s: %w", digest, err)
+			return nil, nil, err
 		}
-		if err := f.Cache.PutBytes(digest, raw); err != nil {
-			return nil, err
-		}
-		return raw, nil
-	})
+		raw = v.([]byte)
+	}
+	m, err := parse(raw)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, fmt.Errorf("manifest %s: %w", digest, err)
 	}
-	raw := v.([]byte)
-	mt := sniffMediaType(raw)
-	if mt == "" {
-		return nil, "", fmt.Errorf("manifest %s: unknown media type", digest)
-	}
-	return raw, mt, nil
-}
-
-// sniffMediaType reads mediaType from the manifest itself; an OCI manifest
-// or index may omit it, and then the shape decides.
-func sniffMediaType(raw []byte) types.MediaType {
-	var probe struct {
-		MediaType types.MediaType `json:"mediaType"`
-		Manifests json.RawMessage `json:"manifests"`
-		Layers    json.RawMessage `json:"layers"`
-		Config    json.RawMessage `json:"config"`
-	}
-	if err := json.Unmarshal(raw, &probe); err != nil {
-		return ""
-	}
-	switch probe.MediaType {
-	case types.DockerManifestSchema2, types.DockerManifestList, types.OCIManifestSchema1, types.OCIImageIndex:
-		return probe.MediaType
-	case "":
-		if probe.Manifests != nil {
-			return types.OCIImageIndex
-		}
-		if probe.Config != nil {
-			return types.OCIManifestSchema1
-		}
-	}
-	return ""
+	return raw, m, nil
 }
 
 func (f *Fetcher) blob(ctx context.Context, client *http.Client, ref name.Digest, digest string, size int64, im Image) error {
@@ -402,32 +368,29 @@ func selectPlatforms(idx *v1.IndexManifest, want []string) ([]v1.Descriptor, err
 	return out, nil
 }
 
-// manifestBlobs adds the config and layers of an image manifest to blobs.
-// A manifest is outside input: every digest must be sha256, every size
-// non-negative (a negative size would disable the size check of the
-// download), and a digest may not claim two sizes.
+// addBlobs adds the config and layers of an image manifest to blobs. A
+// foreign (non-distributable) blob is refused: its content lives at its
+// URLs, and the image must install offline.
+func addBlobs(m *dirlayout.ParsedManifest, blobs map[string]int64) error {
+	for _, d := range append([]v1.Descriptor{*m.Config}, m.Layers...) {
+		if len(d.URLs) > 0 {
+			return fmt.Errorf("blob %s is foreign (urls %v): not shippable offline", d.Digest, d.URLs)
+		}
+	}
+	return dirlayout.AddBlobs(m, blobs)
+}
+
+// manifestBlobs parses a raw image manifest and adds its blobs to blobs.
 func manifestBlobs(raw []byte, blobs map[string]int64) error {
-	var man v1.Manifest
-	if err := json.Unmarshal(raw, &man); err != nil {
-		return fmt.Errorf("manifest %s: %v", DigestOf(raw), err)
+	m, err := dirlayout.ParseManifest(raw)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", DigestOf(raw), err)
 	}
-	if man.SchemaVersion != 2 {
-		return fmt.Errorf("manifest %s: schema version %d is not supported (want 2)", DigestOf(raw), man.SchemaVersion)
+	if m.MediaType.IsIndex() {
+		return fmt.Errorf("manifest %s is an index, not an image manifest", DigestOf(raw))
 	}
-	for _, d := range append([]v1.Descriptor{man.Config}, man.Layers...) {
-		ds := d.Digest.String()
-		switch {
-		case !ValidDigest(ds):
-			return fmt.Errorf("manifest %s references blob %q: not a sha256 digest", DigestOf(raw), ds)
-		case d.Size < 0:
-			return fmt.Errorf("manifest %s: blob %s has a negative size %d", DigestOf(raw), ds, d.Size)
-		case len(d.URLs) > 0:
-			return fmt.Errorf("manifest %s: blob %s is foreign (urls %v): not shippable offline", DigestOf(raw), ds, d.URLs)
-		}
-		if prev, ok := blobs[ds]; ok && prev != d.Size {
-			return fmt.Errorf("manifest %s: blob %s is listed with sizes %d and %d", DigestOf(raw), ds, prev, d.Size)
-		}
-		blobs[ds] = d.Size
+	if err := addBlobs(m, blobs); err != nil {
+		return fmt.Errorf("manifest %s: %w", DigestOf(raw), err)
 	}
 	return nil
 }

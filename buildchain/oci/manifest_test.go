@@ -1,13 +1,14 @@
 package oci
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 )
 
 func TestManifestBlobsRejectsBadDescriptors(t *testing.T) {
@@ -28,7 +29,7 @@ func TestManifestBlobsRejectsBadDescriptors(t *testing.T) {
 }
 
 // FuzzManifest feeds manifests and indexes, as a registry would serve
-// them, to everything that reads them: media-type sniffing, blob
+// them, to everything the fetcher does with them: dirlayout's parser, blob
 // collection and platform selection.
 func FuzzManifest(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/manifests/*.json")
@@ -40,15 +41,12 @@ func FuzzManifest(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		mt := sniffMediaType(raw)
-		if mt.IsIndex() {
-			var idx v1.IndexManifest
-			if json.Unmarshal(raw, &idx) == nil {
-				if ds, err := selectPlatforms(&idx, []string{"linux/amd64", "linux/arm64/v8"}); err == nil {
-					for _, d := range ds {
-						if !ValidDigest(d.Digest.String()) {
-							t.Fatalf("selected child with digest %q", d.Digest)
-						}
+		m, err := dirlayout.ParseManifest(raw)
+		if err == nil && m.MediaType.IsIndex() {
+			if ds, err := selectPlatforms(&v1.IndexManifest{Manifests: m.Manifests}, []string{"linux/amd64", "linux/arm64/v8"}); err == nil {
+				for _, d := range ds {
+					if !ValidDigest(d.Digest.String()) {
+						t.Fatalf("selected child with digest %q", d.Digest)
 					}
 				}
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/registrygen"
 )
@@ -204,7 +205,7 @@ func stage(ctx context.Context, s *Source, root, staging string, opts BuildOptio
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if err := oci.WriteDir(dst, res, cache); err != nil {
+		if err := dirlayout.Write(dst, &res.Contents, cache); err != nil {
 			return fmt.Errorf("image %s:%s: %w", im.Name, im.Version, err)
 		}
 		logf("image %s:%s from %s: %s", im.Name, im.Version, im.Kind, oci.DigestOf(res.Manifest))

@@ -2,10 +2,11 @@ package solution
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -13,12 +14,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/metalk8s/buildchain/buildchain/gobin"
 	"github.com/metalk8s/buildchain/buildchain/imagebuild"
 	"github.com/metalk8s/buildchain/buildchain/oci"
-	"github.com/metalk8s/buildchain/registrygen"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 )
 
 // imageMaker turns image sources into verified cache content.
@@ -59,7 +59,7 @@ func (m *imageMaker) resolve(ctx context.Context, im ImageSource) (*oci.Resolved
 		}
 		return oci.StoreImage(oim, img, m.cache)
 	case FromDir:
-		return m.fromDir(oim, im.Path)
+		return m.fromDir(ctx, oim, im.Path)
 	case FromBuild:
 		return m.fromBuild(ctx, oim, im.Path)
 	}
@@ -128,80 +128,34 @@ func (m *imageMaker) platformImage(where string, idx v1.ImageIndex) (v1.Image, e
 	return nil, fmt.Errorf("%s: no %s image in the index (it has %s)", where, m.platform.String(), strings.Join(have, ", "))
 }
 
-// fromDir copies a skopeo dir: image, verifying every blob into the cache.
-func (m *imageMaker) fromDir(oim oci.Image, dir string) (*oci.Resolved, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+// fromDir copies a skopeo dir: image, read and checked by dirlayout,
+// verifying every blob on its way into the cache.
+func (m *imageMaker) fromDir(ctx context.Context, oim oci.Image, dir string) (*oci.Resolved, error) {
+	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, fmt.Errorf("dir: image %s: %w", dir, err)
 	}
-	res := &oci.Resolved{Image: oim, Manifest: raw, Blobs: map[string]int64{}}
-	oim.Digest = oci.DigestOf(raw)
-	res.Image = oim
-	if err := m.dirManifest(dir, raw, res, true); err != nil {
+	defer root.Close()
+	d, err := dirlayout.Read(ctx, root.FS(), ".", dirlayout.Options{})
+	if err != nil {
 		return nil, fmt.Errorf("dir: image %s: %w", dir, err)
 	}
-	return res, nil
-}
-
-func (m *imageMaker) dirManifest(dir string, raw []byte, res *oci.Resolved, top bool) error {
-	mi, err := registrygen.SniffMediaType(raw)
-	if err != nil {
-		return err
-	}
-	if top {
-		res.MediaType = types.MediaType(mi.MediaType)
-	}
-	var mf manifest
-	if err := json.Unmarshal(raw, &mf); err != nil {
-		return err
-	}
-	if registrygen.IsIndex(mi.MediaType) {
-		if !top {
-			return fmt.Errorf("nested index")
-		}
-		res.Children = map[string][]byte{}
-		for _, c := range mf.Manifests {
-			if !oci.ValidDigest(c.Digest) {
-				return fmt.Errorf("child digest %q is invalid", c.Digest)
-			}
-			file := filepath.Join(dir, strings.TrimPrefix(c.Digest, "sha256:")+".manifest.json")
-			data, err := os.ReadFile(file)
-			if err != nil {
-				return err
-			}
-			if oci.DigestOf(data) != c.Digest {
-				return fmt.Errorf("%s does not match its digest %s", file, c.Digest)
-			}
-			res.Children[c.Digest] = data
-			if err := m.dirManifest(dir, data, res, false); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	var descs []descriptor
-	if mf.Config != nil {
-		descs = append(descs, *mf.Config)
-	}
-	for _, d := range append(descs, mf.Layers...) {
-		if !oci.ValidDigest(d.Digest) {
-			return fmt.Errorf("blob digest %q is invalid", d.Digest)
-		}
-		res.Blobs[d.Digest] = d.Size
-		if m.cache.Has(d.Digest, d.Size) {
+	oim.Digest = oci.DigestOf(d.Manifest)
+	for _, b := range slices.Sorted(maps.Keys(d.Blobs)) {
+		if m.cache.Has(b, d.Blobs[b]) {
 			continue
 		}
-		f, err := os.Open(filepath.Join(dir, strings.TrimPrefix(d.Digest, "sha256:")))
+		rc, err := d.OpenBlob(b)
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("dir: image %s: %w", dir, err)
 		}
-		_, err = m.cache.Put(d.Digest, d.Size, f)
-		f.Close()
+		_, err = m.cache.Put(b, d.Blobs[b], rc)
+		rc.Close()
 		if err != nil {
-			return fmt.Errorf("blob %s: %w", d.Digest, err)
+			return nil, fmt.Errorf("dir: image %s: blob %s: %w", dir, b, err)
 		}
 	}
-	return nil
+	return &oci.Resolved{Image: oim, Contents: d.Contents}, nil
 }
 
 // fromBuild builds an image from an imagebuild definition, with the

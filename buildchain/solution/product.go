@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metalk8s/buildchain/buildchain/distref"
 	"github.com/metalk8s/buildchain/buildchain/product"
 )
 
@@ -86,8 +87,6 @@ var (
 	// (<name>-<version>) and of the volume ID, where '+' and upper case are
 	// not allowed.
 	versionRE = regexp.MustCompile(`^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9a-z]+([.-][0-9a-z]+)*)?$`)
-	// repoComponentRE is a component of a distribution repository name.
-	repoComponentRE = regexp.MustCompile(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
 )
 
 // ProductError is one problem found in a product.txt, at a line (0: the
@@ -176,7 +175,7 @@ func checkName(name string) string {
 	if !nameRE.MatchString(name) {
 		return "want letters, digits, spaces, '.', '_' and '-', starting and ending with a letter or digit"
 	}
-	if !repoComponentRE.MatchString(MachineName(name)) {
+	if !distref.ValidComponent(MachineName(name)) {
 		return fmt.Sprintf("its machine name %q is not a valid registry repository name component", MachineName(name))
 	}
 	return ""

@@ -3,12 +3,8 @@ package solution
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"sort"
@@ -18,7 +14,7 @@ import (
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/oci"
-	"github.com/metalk8s/buildchain/registrygen"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 )
 
 // Fixed paths of the archive (12.2.2).
@@ -36,10 +32,9 @@ var operatorFiles = []string{"operator.yaml", "role.yaml", "role_binding.yaml", 
 
 // Size limits on files validation reads whole.
 const (
-	maxProductSize  = 64 << 10
-	maxManifestSize = registrygen.MaxManifestSize
-	maxYAMLSize     = 8 << 20
-	maxConfigSize   = 64 << 20
+	maxProductSize = 64 << 10
+	maxYAMLSize    = 8 << 20
+	maxConfigSize  = 64 << 20
 )
 
 // Problem is one fault of an archive, at a path inside it ("" for the
@@ -271,37 +266,26 @@ func (v *validator) layout() {
 	}
 }
 
-// manifest is what validation reads from a manifest or index.
-type manifest struct {
-	SchemaVersion int             `json:"schemaVersion"`
-	MediaType     string          `json:"mediaType"`
-	Config        *descriptor     `json:"config"`
-	Layers        []descriptor    `json:"layers"`
-	Manifests     []descriptor    `json:"manifests"`
-	Extra         json.RawMessage `json:"-"`
-}
-
-type descriptor struct {
-	MediaType string `json:"mediaType"`
-	Digest    string `json:"digest"`
-	Size      int64  `json:"size"`
-	Platform  *struct {
-		OS           string `json:"os"`
-		Architecture string `json:"architecture"`
-		Variant      string `json:"variant"`
-	} `json:"platform"`
-}
-
 // imagesCheck finds every images/<name>/<version>/ (a directory holding
-// manifest.json) and verifies its manifests and blobs.
+// manifest.json or version) and verifies it with dirlayout: version,
+// manifests, and the size and digest of every blob.
 func (v *validator) imagesCheck() {
 	v.images = map[string]*ImageInfo{}
+	fsys := newArchiveFS(v)
 	var dirs []string
-	for _, n := range v.a.nodes() {
-		if strings.HasPrefix(n.Path, ImagesDir+"/") && path.Base(n.Path) == "manifest.json" {
-			dirs = append(dirs, path.Dir(n.Path))
+	isImage := map[string]bool{}
+	fs.WalkDir(fsys, ImagesDir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.IsDir() {
+			return nil // a missing images/ is layout()'s to report
 		}
-	}
+		// Image directories are descended into too: one inside another
+		// is a fault to report, not a place to stop looking.
+		if entries, err := fs.ReadDir(fsys, p); err == nil && p != ImagesDir && dirlayout.IsImageDir(entries) {
+			dirs = append(dirs, p)
+			isImage[p] = true
+		}
+		return nil
+	})
 	if n, ok := v.byPath[ImagesDir]; ok && n.Mode.IsDir() && len(dirs) == 0 {
 		v.bad(ImagesDir, "holds no image (no images/<name>/<version>/manifest.json)")
 	}
@@ -315,7 +299,7 @@ func (v *validator) imagesCheck() {
 			v.bad(d, "an image directory must be images/<name>/<version>/, not directly under images/")
 			continue
 		}
-		if strings.Contains(path.Dir(d), "/") && v.isImageDir(path.Dir(d)) {
+		if isImage[path.Dir(d)] {
 			v.bad(d, "an image directory inside another image directory")
 			continue
 		}
@@ -326,149 +310,52 @@ func (v *validator) imagesCheck() {
 		if !oci.ValidTag(version) {
 			v.bad(d, fmt.Sprintf("image version %q is not a valid tag ([A-Za-z0-9_][A-Za-z0-9._-]{0,127})", version))
 		}
-		v.checkImage(d, &info)
+		v.checkImage(fsys, d, &info)
 		v.rep.Images = append(v.rep.Images, info)
-		v.images[name+":"+version] = &v.rep.Images[len(v.rep.Images)-1]
 	}
-	// Re-point the map: appends may have moved the slice.
 	for i := range v.rep.Images {
 		im := &v.rep.Images[i]
 		v.images[im.Name+":"+im.Version] = im
 	}
 }
 
-func (v *validator) isImageDir(d string) bool {
-	_, ok := v.byPath[d+"/manifest.json"]
-	return ok
-}
-
-func (v *validator) checkImage(d string, info *ImageInfo) {
-	vf, ok := v.byPath[d+"/version"]
-	if !ok {
-		v.bad(d+"/version", "missing: the dir: layout has a version file")
-	} else if data, err := v.readRegular(vf, 256); err != nil {
-		v.bad(vf.Path, err.Error())
-	} else if s := string(data); s != "Directory Transport Version: 1.1\n" && s != "Directory Transport Version: 1.0\n" {
-		v.bad(vf.Path, fmt.Sprintf("content %q: want \"Directory Transport Version: 1.1\"", s))
-	}
-	mpath := d + "/manifest.json"
-	data, err := v.readRegular(v.byPath[mpath], maxManifestSize)
-	if err != nil {
-		v.bad(mpath, err.Error())
+// checkImage reads the image directory d through dirlayout, verifying
+// every blob, and reports each fault at the file it concerns.
+func (v *validator) checkImage(fsys fs.FS, d string, info *ImageInfo) {
+	dl, err := dirlayout.Read(v.ctx, fsys, d, dirlayout.Options{VerifyBlobs: true})
+	if v.ctx.Err() != nil {
 		return
 	}
-	info.Digest = oci.DigestOf(data)
-	info.Size = int64(len(data))
-	counted := map[string]bool{}
-	v.checkManifest(d, mpath, data, info, counted, true)
-}
-
-// checkManifest verifies a manifest's blobs, or an index's children.
-func (v *validator) checkManifest(d, mpath string, data []byte, info *ImageInfo, counted map[string]bool, top bool) {
-	mi, err := registrygen.SniffMediaType(data)
-	if err != nil {
-		v.bad(mpath, "not an image manifest or index: "+err.Error())
+	for _, e := range dirlayout.Errors(err) {
+		var le *dirlayout.Error
+		if errors.As(e, &le) {
+			v.bad(le.Path, le.Err.Error())
+		} else {
+			v.bad(d, e.Error())
+		}
+	}
+	if dl == nil || dl.Top == nil {
 		return
 	}
-	var m manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		v.bad(mpath, "invalid JSON: "+err.Error())
-		return
+	info.Digest = oci.DigestOf(dl.Manifest)
+	info.MediaType = string(dl.MediaType)
+	info.Size = int64(len(dl.Manifest))
+	for _, c := range dl.Children {
+		info.Size += int64(len(c))
 	}
-	if top {
-		info.MediaType = mi.MediaType
+	for _, size := range dl.Blobs {
+		info.Size += size
 	}
-	if registrygen.IsIndex(mi.MediaType) {
-		if !top {
-			v.bad(mpath, "an index inside an index is not supported by the dir: layout")
-			return
-		}
-		for _, c := range m.Manifests {
-			if !oci.ValidDigest(c.Digest) {
-				v.bad(mpath, fmt.Sprintf("child manifest digest %q is not sha256:<64 hex>", c.Digest))
-				continue
+	info.Blobs = len(dl.Blobs)
+	for _, c := range dl.Top.Manifests {
+		if p := c.Platform; p != nil {
+			s := p.OS + "/" + p.Architecture
+			if p.Variant != "" {
+				s += "/" + p.Variant
 			}
-			if c.Platform != nil {
-				p := c.Platform.OS + "/" + c.Platform.Architecture
-				if c.Platform.Variant != "" {
-					p += "/" + c.Platform.Variant
-				}
-				info.Platforms = append(info.Platforms, p)
-			}
-			cpath := d + "/" + strings.TrimPrefix(c.Digest, "sha256:") + ".manifest.json"
-			cn, ok := v.byPath[cpath]
-			if !ok {
-				v.bad(cpath, fmt.Sprintf("missing: the index lists the manifest %s", c.Digest))
-				continue
-			}
-			cdata, err := v.readRegular(cn, maxManifestSize)
-			if err != nil {
-				v.bad(cpath, err.Error())
-				continue
-			}
-			if got := oci.DigestOf(cdata); got != c.Digest || int64(len(cdata)) != c.Size {
-				v.bad(cpath, fmt.Sprintf("digest %s and size %d; the index wants %s and %d", got, len(cdata), c.Digest, c.Size))
-				continue
-			}
-			if !counted[c.Digest] {
-				counted[c.Digest] = true
-				info.Size += int64(len(cdata))
-			}
-			v.checkManifest(d, cpath, cdata, info, counted, false)
-		}
-		return
-	}
-	var descs []descriptor
-	if m.Config == nil {
-		v.bad(mpath, "the manifest has no config descriptor")
-	} else {
-		descs = append(descs, *m.Config)
-	}
-	descs = append(descs, m.Layers...)
-	for _, b := range descs {
-		if !oci.ValidDigest(b.Digest) {
-			v.bad(mpath, fmt.Sprintf("blob digest %q is not sha256:<64 hex>", b.Digest))
-			continue
-		}
-		if counted[b.Digest] {
-			continue
-		}
-		counted[b.Digest] = true
-		info.Blobs++
-		info.Size += b.Size
-		bpath := d + "/" + strings.TrimPrefix(b.Digest, "sha256:")
-		bn, ok := v.byPath[bpath]
-		if !ok {
-			v.bad(bpath, fmt.Sprintf("missing: %s lists the blob %s (%d bytes)", path.Base(mpath), b.Digest, b.Size))
-			continue
-		}
-		if !bn.Mode.IsRegular() {
-			v.bad(bpath, "not a regular file")
-			continue
-		}
-		if bn.Size != b.Size {
-			v.bad(bpath, fmt.Sprintf("%d bytes; %s says %d", bn.Size, path.Base(mpath), b.Size))
-			continue
-		}
-		got, err := v.digest(bn)
-		if err != nil {
-			v.bad(bpath, err.Error())
-			continue
-		}
-		if got != b.Digest {
-			v.bad(bpath, fmt.Sprintf("content digest is %s, not %s: the blob is corrupt", got, b.Digest))
+			info.Platforms = append(info.Platforms, s)
 		}
 	}
-}
-
-func (v *validator) readRegular(n node, limit int64) ([]byte, error) {
-	if n.Path == "" {
-		return nil, errors.New("missing")
-	}
-	if !n.Mode.IsRegular() {
-		return nil, errors.New("not a regular file")
-	}
-	return readSmall(v.a, n, limit)
 }
 
 // digest hashes a file, once per distinct content storage.
@@ -481,27 +368,14 @@ func (v *validator) digest(n node) (string, error) {
 		return "", err
 	}
 	defer rc.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, ctxReader{v.ctx, rc}); err != nil {
+	d, err := dirlayout.Digest(v.ctx, rc)
+	if err != nil {
 		return "", err
 	}
-	d := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if n.id != "" {
 		v.hashed[n.id] = d
 	}
 	return d, nil
-}
-
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
-}
-
-func (c ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return c.r.Read(p)
 }
 
 // registryConfig checks that the template names every image the archive

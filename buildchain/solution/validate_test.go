@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/internal/testenv"
 	"github.com/metalk8s/buildchain/registrygen"
 )
@@ -46,7 +49,7 @@ func writeTestImage(t *testing.T, dir, content string) {
 	}
 	manifest, _ := json.Marshal(m)
 	mustWrite(t, filepath.Join(dir, "manifest.json"), manifest)
-	mustWrite(t, filepath.Join(dir, "version"), []byte(oci.DirVersion))
+	mustWrite(t, filepath.Join(dir, "version"), []byte(dirlayout.Version))
 	mustWrite(t, filepath.Join(dir, strings.TrimPrefix(oci.DigestOf(config), "sha256:")), config)
 	mustWrite(t, filepath.Join(dir, strings.TrimPrefix(oci.DigestOf(layer), "sha256:")), layer)
 }
@@ -151,10 +154,10 @@ func TestGenisoimageArchives(t *testing.T) {
 
 	opImage := filepath.Join("images", "example-solution-operator", "1.0.0")
 	layerOf := func(root string) string {
-		var m manifest
+		var m v1.Manifest
 		data, _ := os.ReadFile(filepath.Join(root, opImage, "manifest.json"))
 		json.Unmarshal(data, &m)
-		return filepath.ToSlash(filepath.Join(opImage, strings.TrimPrefix(m.Layers[0].Digest, "sha256:")))
+		return filepath.ToSlash(filepath.Join(opImage, m.Layers[0].Digest.Hex))
 	}
 	for _, tc := range []struct {
 		name     string

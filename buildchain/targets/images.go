@@ -19,6 +19,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/gobin"
 	"github.com/metalk8s/buildchain/buildchain/imagebuild"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/step"
 )
 
@@ -70,7 +71,7 @@ func Images(ctx context.Context, b *build.Build) error {
 				if err != nil {
 					return err
 				}
-				return oci.WriteDir(dir, res, f.Cache)
+				return dirlayout.Write(dir, &res.Contents, f.Cache)
 			},
 		}
 		g.Go(func() error {
@@ -143,7 +144,7 @@ func pruneImages(root string, keep map[string]bool, b *build.Build) error {
 		if !d.IsDir() || p == root {
 			return nil
 		}
-		if _, err := os.Stat(filepath.Join(p, "manifest.json")); err != nil {
+		if _, err := os.Stat(filepath.Join(p, dirlayout.ManifestFile)); err != nil {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)
@@ -231,7 +232,7 @@ func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[s
 					return err
 				}
 				fmt.Fprintf(b.Log, "built %s:%s, digest %s\n", def.Name, version, oci.DigestOf(res.Manifest))
-				return oci.WriteDir(dir, res, f.Cache)
+				return dirlayout.Write(dir, &res.Contents, f.Cache)
 			},
 		})
 		if err != nil {

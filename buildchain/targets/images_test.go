@@ -28,6 +28,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -210,7 +211,7 @@ func TestImagesFetchVerifyLayoutDedup(t *testing.T) {
 			t.Errorf("skopeo inspect %s: digest %s, want %s", n, info.Digest, want)
 		}
 		skopeo(t, "copy", "--quiet", "dir:"+dir, "oci:"+filepath.Join(t.TempDir(), "oci")+":x")
-		if v, _ := os.ReadFile(filepath.Join(dir, "version")); string(v) != oci.DirVersion {
+		if v, _ := os.ReadFile(filepath.Join(dir, "version")); string(v) != dirlayout.Version {
 			t.Errorf("%s: version file %q", n, v)
 		}
 	}
