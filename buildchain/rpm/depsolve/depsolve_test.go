@@ -191,14 +191,12 @@ func synthetic(n int) []Repo {
 	return []Repo{{Name: "synthetic", Packages: ps}}
 }
 
-var raceEnabled bool
-
 var metalk8sNames = []string{"containerd", "cri-tools", "container-selinux", "coreutils", "ebtables", "ethtool", "genisoimage", "iproute", "iptables", "kubectl", "kubelet", "kubernetes-cni", "m2crypto", "python2-kubernetes", "runc", "salt-minion", "skopeo", "socat", "sos", "util-linux", "yum-plugin-versionlock"}
 
-// TestSyntheticUnderOneSecond writes a synthetic primary.xml of about
-// 5,000 packages, then times reading it and computing the closure of the
-// MetalK8s package names over it.
-func TestSyntheticUnderOneSecond(t *testing.T) {
+// TestSyntheticClosure writes a synthetic primary.xml of about 5,000
+// packages, reads it back and computes the closure of the MetalK8s package
+// names over it; BenchmarkClosure5000 measures the same work.
+func TestSyntheticClosure(t *testing.T) {
 	var doc bytes.Buffer
 	doc.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" + `<metadata xmlns="http://linux.duke.edu/metadata/common" xmlns:rpm="http://linux.duke.edu/metadata/rpm">` + "\n")
 	for _, p := range synthetic(3333)[0].Packages {
@@ -224,8 +222,17 @@ func TestSyntheticUnderOneSecond(t *testing.T) {
 	}
 	d := time.Since(start)
 	t.Logf("primary.xml of %d packages (%d KiB): parsed in %s; parse + closure of %d requests (%d packages) in %s", len(ps), doc.Len()>>10, parsed, len(reqs), len(got), d)
-	if d > time.Second && !raceEnabled {
-		t.Errorf("took %s, want under 1s", d)
+	if len(ps) < 5000 {
+		t.Errorf("read back %d packages of the synthetic primary.xml", len(ps))
+	}
+	names := map[string]bool{}
+	for _, p := range got {
+		names[p.Pkg.Name] = true
+	}
+	for _, n := range metalk8sNames {
+		if !names[n] {
+			t.Errorf("closure lacks the requested %s", n)
+		}
 	}
 }
 
