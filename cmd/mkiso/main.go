@@ -16,51 +16,17 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/internal/cli"
 )
 
 // Exit codes follow the Go convention (the flag package's, and go's own
 // commands'): 0 on success and for -h, 2 for a usage error, 1 when the
 // image could not be written.
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-// exitCode reports err on stderr and returns the process's exit code.
-func exitCode(err error, stderr io.Writer) int {
-	var u usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &u):
-		if u.msg != "" { // the flag package has printed its own
-			fmt.Fprintln(stderr, "mkiso:", u.msg)
-		}
-		return 2
-	default:
-		fmt.Fprintln(stderr, "mkiso:", err)
-		return 1
-	}
-}
-
-// usageError is a command line mkiso cannot run.
-type usageError struct{ msg string }
-
-func (e usageError) Error() string {
-	if e.msg == "" {
-		return "usage error"
-	}
-	return e.msg
-}
+func main() { cli.Main("mkiso", run) }
 
 type idFlag struct {
 	v   **uint32
@@ -136,17 +102,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		// The flag package has printed the error and the usage.
-		return usageError{}
+		return cli.UsageError{}
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{"exactly one source directory is needed"}
+		return cli.Usagef("exactly one source directory is needed")
 	}
 	if out == "" {
-		return usageError{"-o is required"}
+		return cli.Usagef("-o is required")
 	}
 	if level != 3 {
-		return usageError{fmt.Sprintf("-iso-level %d: only level 3 is supported", level)}
+		return cli.Usagef("-iso-level %d: only level 3 is supported", level)
 	}
 	res, err := iso.Write(ctx, out, fs.Arg(0), opts)
 	if err != nil {

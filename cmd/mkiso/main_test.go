@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalk8s/buildchain/internal/cli/clitest"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
@@ -71,24 +72,14 @@ func TestErrors(t *testing.T) {
 	}
 }
 
-// TestMain lets the tests run mkiso as a real process: the test binary
-// re-executed with MKISO_TEST_MAIN=1 is mkiso.
-func TestMain(m *testing.M) {
-	if os.Getenv("MKISO_TEST_MAIN") == "1" {
-		main()
-	}
-	os.Exit(m.Run())
-}
+// TestMain lets the tests run mkiso as a real process (clitest).
+func TestMain(m *testing.M) { clitest.TestMain(m, "mkiso", main) }
 
 // mkiso returns a command running mkiso in its own process.
 func mkiso(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(self, args...)
-	cmd.Env = append(os.Environ(), "MKISO_TEST_MAIN=1", "SOURCE_DATE_EPOCH=1700000000")
+	cmd := clitest.Command(t, args...)
+	cmd.Env = append(cmd.Env, "SOURCE_DATE_EPOCH=1700000000")
 	return cmd
 }
 

@@ -18,49 +18,24 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
+	"github.com/metalk8s/buildchain/internal/cli"
 	"github.com/metalk8s/buildchain/registrygen"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
-}
+func main() { cli.Main("registrygen", execute) }
 
-// run is the whole command; serve stops when ctx ends.
+// run is the whole command with its exit status; serve stops when ctx ends.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	var err error
-	if len(args) > 0 && args[0] == "serve" {
-		err = serve(ctx, args[1:], stderr)
-	} else {
-		err = generate(args, stdout, stderr)
-	}
-	return exitCode(err, stderr)
+	return cli.ExitCode("registrygen", execute(ctx, args, stdout, stderr), stderr)
 }
 
-// usageError is a wrong command line: exit status 2, as the flag package
-// gives. Other failures exit 1; -h and -help exit 0.
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
-
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "registrygen:", err)
-		return 2
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return serve(ctx, args[1:], stderr)
 	}
-	fmt.Fprintln(stderr, "registrygen:", err)
-	return 1
+	return generate(args, stdout, stderr)
 }
 
 // parseInterspersed parses flags found anywhere in args, returning the
@@ -72,7 +47,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return nil, err
 			}
-			return nil, usageError{err}
+			return nil, cli.FlagError(err)
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -105,13 +80,13 @@ func generate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *omit && *only {
-		return usageError{errors.New("--omit-constants and --only-constants are mutually exclusive")}
+		return cli.UsageError{Err: errors.New("--omit-constants and --only-constants are mutually exclusive")}
 	}
 	if len(roots) == 0 {
 		roots = []string{"."}
 	}
 	if *serverRoot != "" && len(roots) > 1 {
-		return usageError{errors.New("--server-root applies to one ROOT; generate one config per root (with --omit-constants) to give each its own")}
+		return cli.UsageError{Err: errors.New("--server-root applies to one ROOT; generate one config per root (with --omit-constants) to give each its own")}
 	}
 	cfg := registrygen.Config{Constants: registrygen.WithConstants}
 	switch {

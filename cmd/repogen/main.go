@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"time"
@@ -22,33 +21,10 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
+	"github.com/metalk8s/buildchain/internal/cli"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stderr))
-}
-
-// usageError is a wrong command line: exit status 2, as the flag package
-// gives. Other failures exit 1; -h and -help exit 0.
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
-
-func exitCode(err error, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "repogen:", err)
-		return 2
-	}
-	fmt.Fprintln(stderr, "repogen:", err)
-	return 1
-}
+func main() { cli.Main("repogen", run) }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("repogen", flag.ContinueOnError)
@@ -65,11 +41,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err}
+		return cli.FlagError(err)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return usageError{fmt.Errorf("want exactly one DIR, got %d arguments", fs.NArg())}
+		return cli.Usagef("want exactly one DIR, got %d arguments", fs.NArg())
 	}
 	// A run is short and its live heap small. An --update allocates a few
 	// MiB: the default GOGC would collect for nothing, a visible share of

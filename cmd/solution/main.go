@@ -18,15 +18,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/solution"
+	"github.com/metalk8s/buildchain/internal/cli"
 )
 
 const usage = `usage:
@@ -41,43 +40,22 @@ an archive. SOURCE_DATE_EPOCH sets every date of the archive; IMAGE_MIRRORS
 
 // errProblems means validation found problems (printed already): exit
 // status 1, as for any other failure.
-var errProblems = errors.New("the archive has problems")
-
-// usageError is a wrong command line: exit status 2, as the flag package
-// gives. Other failures exit 1; -h, -help and help exit 0.
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
+var errProblems = fmt.Errorf("the archive has problems: %w", cli.ErrSilent)
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(exitCode(err, os.Stdout, os.Stderr))
-}
-
-func exitCode(err error, stdout, stderr io.Writer) int {
-	var ue usageError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usage)
-		return 0
-	case errors.Is(err, errProblems):
-		return 1
-	case errors.As(err, &ue):
-		fmt.Fprintln(stderr, "solution:", err)
-		return 2
-	}
-	fmt.Fprintln(stderr, "solution:", err)
-	return 1
+	cli.Main("solution", func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		err := run(ctx, args, stdout, stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+		}
+		return err
+	})
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return usageError{errors.New("no command")}
+		return cli.Usagef("no command")
 	}
 	switch args[0] {
 	case "build":
@@ -91,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return usageError{fmt.Errorf("unknown command %q", args[0])}
+	return cli.UsageError{Err: fmt.Errorf("unknown command %q", args[0])}
 }
 
 // parse parses flags that may come before or after the one operand.
@@ -103,7 +81,7 @@ func parse(fs *flag.FlagSet, args []string) (string, error) {
 			if errors.Is(err, flag.ErrHelp) {
 				return "", err
 			}
-			return "", usageError{fmt.Errorf("%s: %w\n%s", fs.Name(), err, usage)}
+			return "", cli.UsageError{Err: fmt.Errorf("%s: %w\n%s", fs.Name(), err, usage)}
 		}
 		if fs.NArg() == 0 {
 			break
@@ -112,7 +90,7 @@ func parse(fs *flag.FlagSet, args []string) (string, error) {
 		args = fs.Args()[1:]
 	}
 	if len(operands) != 1 {
-		return "", usageError{fmt.Errorf("%s takes exactly one operand, got %d\n%s", fs.Name(), len(operands), usage)}
+		return "", cli.UsageError{Err: fmt.Errorf("%s takes exactly one operand, got %d\n%s", fs.Name(), len(operands), usage)}
 	}
 	return operands[0], nil
 }
