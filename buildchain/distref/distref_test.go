@@ -42,6 +42,10 @@ func FuzzName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		// The checks that give reasons agree with the predicates.
+		if (CheckName(s) == nil) != ValidName(s) || (CheckTag(s) == nil) != ValidTag(s) || (CheckDigest(s) == nil) != ValidDigest(s) {
+			t.Fatalf("Check* and Valid* disagree on %q", s)
+		}
 		if ValidName(s) && (strings.Contains(s, "..") || strings.ContainsAny(s, " ;{}$'\"\n\\") || strings.HasPrefix(s, "/")) {
 			t.Fatalf("unsafe name %q accepted", s)
 		}
