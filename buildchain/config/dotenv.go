@@ -171,7 +171,7 @@ func checkRepoName(s string) error {
 func CheckRepoURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
-		return fmt.Errorf("%q: %v", s, err)
+		return fmt.Errorf("%q: %w", s, err)
 	}
 	switch u.Scheme {
 	case "http", "https":

@@ -25,7 +25,7 @@ func Lint(ctx context.Context, dir string, out io.Writer) error {
 	var buf bytes.Buffer
 	cmd := command(ctx, dir, &buf, "gofmt", "-l", ".")
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("gofmt: %v\n%s", err, buf.String())
+		return fmt.Errorf("gofmt: %w\n%s", err, buf.String())
 	}
 	if files := strings.TrimSpace(buf.String()); files != "" {
 		return fmt.Errorf("gofmt would reformat:\n%s", files)

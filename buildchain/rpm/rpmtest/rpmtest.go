@@ -161,15 +161,15 @@ func GPGKey(t testing.TB, name, algo string) *Key {
 			gen = append(args, "--faked-system-time", "20010101T000000", "--passphrase", "", "--quick-gen-key", name+" <"+name+"@example.com>", algo, "sign", "1d")
 		}
 		if out, err := exec.Command(gpg, gen...).CombinedOutput(); err != nil {
-			return fmt.Errorf("gpg --quick-gen-key: %v\n%s", err, out)
+			return fmt.Errorf("gpg --quick-gen-key: %w\n%s", err, out)
 		}
 		pub, err := exec.Command(gpg, append(args, "--armor", "--export")...).Output()
 		if err != nil {
-			return fmt.Errorf("gpg --export: %v", err)
+			return fmt.Errorf("gpg --export: %w", err)
 		}
 		sec, err := exec.Command(gpg, append(args, "--armor", "--pinentry-mode", "loopback", "--passphrase", "", "--export-secret-keys")...).Output()
 		if err != nil {
-			return fmt.Errorf("gpg --export-secret-keys: %v", err)
+			return fmt.Errorf("gpg --export-secret-keys: %w", err)
 		}
 		ids, err := exec.Command(gpg, append(args, "--with-colons", "--list-keys")...).Output()
 		if err != nil {
@@ -226,7 +226,7 @@ func Sign(t testing.TB, k *Key, src string, v3 bool) string {
 		}
 		defer os.RemoveAll(home)
 		if out, err := exec.Command("cp", "-a", k.Home+"/.", home).CombinedOutput(); err != nil {
-			return fmt.Errorf("copying GNUPGHOME: %v\n%s", err, out)
+			return fmt.Errorf("copying GNUPGHOME: %w\n%s", err, out)
 		}
 		defer exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
 		var files []string
@@ -256,7 +256,7 @@ func Sign(t testing.TB, k *Key, src string, v3 bool) string {
 		cmd := exec.Command(rpmsign, append(args, files...)...)
 		cmd.Env = append(os.Environ(), "GNUPGHOME="+home)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("rpmsign: %v\n%s", err, out)
+			return fmt.Errorf("rpmsign: %w\n%s", err, out)
 		}
 		return nil
 	})
