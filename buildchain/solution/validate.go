@@ -395,6 +395,20 @@ func (v *validator) registryConfig() {
 	if len(unserved) > 0 {
 		msg += fmt.Sprintf("; it does not serve the image(s) %s", strings.Join(unserved, ", "))
 	}
+	shipped := map[string]bool{}
+	for _, im := range v.rep.Images {
+		shipped[im.Name] = true
+	}
+	var stale []string
+	repoLine := "# Repository " + registrygen.RepositoryPlaceholder + "/"
+	for _, l := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutPrefix(l, repoLine); ok && !shipped[name] && len(stale) < 10 {
+			stale = append(stale, name)
+		}
+	}
+	if len(stale) > 0 {
+		msg += fmt.Sprintf("; it serves repositories %s/ does not hold: %s", ImagesDir, strings.Join(stale, ", "))
+	}
 	msg += fmt.Sprintf("; regenerate it from the archive's root with: registrygen --name-prefix '%s' --server-root '%s' --omit-constants -o %s %s (solution build does)",
 		registrygen.RepositoryPlaceholder, registrygen.RegistryRootPlaceholder, RegistryConfig, ImagesDir)
 	v.bad(RegistryConfig, msg)
