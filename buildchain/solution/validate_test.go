@@ -246,6 +246,9 @@ func TestDirectoryFaults(t *testing.T) {
 		{"stale registry config", func(t *testing.T, root string) {
 			writeTestImage(t, filepath.Join(root, "images", "extra", "2.0.0"), "extra")
 		}, RegistryConfig, "extra:2.0.0"},
+		{"image registrygen's policy refuses", func(t *testing.T, root string) {
+			writeTestImage(t, filepath.Join(root, "images", "extra", "2..0"), "extra")
+		}, RegistryConfig, "cannot be checked: registrygen cannot generate a template from images/: images/extra/2..0: tag \"2..0\" contains \"..\""},
 		{"unparsable manifest", func(t *testing.T, root string) {
 			mustWrite(t, filepath.Join(root, "images", "example-solution-ui", "1.0.0", "manifest.json"), []byte("{"))
 		}, "images/example-solution-ui/1.0.0/manifest.json", "not an image manifest"},
