@@ -11,10 +11,10 @@
 // validate.go) and reads every image directory through dirlayout before
 // anything is emitted.
 //
-// The Solution tool writes an archive's template with
-//
-//	GenerateRoot(imagesDir, "{{ repository }}", "{{ registry_root }}", OmitConstants)
-//
-// and the ISO build the product's config with a literal prefix and server
-// root. See docs/registrygen.md for the routes and the nginx mapping.
+// Template is the one definition of a registry configuration template
+// (names under RepositoryPlaceholder, files under RegistryRootPlaceholder):
+// the Solution tool writes an archive's registry-config.inc.j2 with it, and
+// the Solution validator regenerates it from the archive (through io/fs, so
+// an ISO image is read in place) and requires the archive's copy to be
+// identical. ScanFS is Scan over any io/fs file system. See docs/registrygen.md for the routes and the nginx mapping.
 package registrygen

@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -172,6 +175,11 @@ func TestJinjaTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Template, the Solution tool's and validator's entry point, is that
+	// configuration, read through io/fs.
+	if viaFS, err := Template(os.DirFS(tree.root), ".", OmitConstants); err != nil || !bytes.Equal(viaFS, tmpl) {
+		t.Fatalf("Template differs from Generate (err %v)", err)
+	}
 	// The template must be plain substitution: no other Jinja syntax.
 	if i := bytes.IndexAny(tmpl, "%#"); i >= 0 && (bytes.Contains(tmpl, []byte("{%")) || bytes.Contains(tmpl, []byte("{#"))) {
 		t.Fatalf("template holds Jinja statements or comments")
@@ -327,5 +335,64 @@ func writeSynthetic(t testing.TB, root string, n, tags int) {
 				first = dir
 			}
 		}
+	}
+}
+
+// TestTemplateFS: Template reads any io/fs file system (here one held in
+// memory, as an ISO image's is read in place) and gives the bytes the
+// directory path entry point gives; ScanFS names faults by their path in
+// the file system and refuses a root that is a link.
+func TestTemplateFS(t *testing.T) {
+	tree := testTree(t)
+	want, err := GenerateRoot(tree.root, RepositoryPlaceholder, RegistryRootPlaceholder, OmitConstants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := fstest.MapFS{}
+	err = filepath.WalkDir(tree.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(tree.root, p)
+		data, err := os.ReadFile(p)
+		mem[path.Join("archive/images", filepath.ToSlash(rel))] = &fstest.MapFile{Data: data, Mode: 0o644}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []ConstantsMode{OmitConstants, WithConstants} {
+		want, err := GenerateRoot(tree.root, RepositoryPlaceholder, RegistryRootPlaceholder, mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Template(mem, "archive/images", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("mode %d: Template over an fs.FS differs from GenerateRoot", mode)
+		}
+	}
+	if !bytes.Contains(want, []byte("/v2/"+RepositoryPlaceholder+"/library/busybox/manifests/1.36")) ||
+		!bytes.Contains(want, []byte("alias "+RegistryRootPlaceholder+"/library/busybox/1.36/manifest.json;")) {
+		t.Fatalf("the template does not use the placeholders:\n%s", want)
+	}
+
+	broken := fstest.MapFS{}
+	for k, v := range mem {
+		broken[k] = v
+	}
+	delete(broken, "archive/images/oci/app/2.0/version")
+	_, err = Template(broken, "archive/images", OmitConstants)
+	if err == nil || !strings.Contains(err.Error(), "archive/images/oci/app/2.0") {
+		t.Errorf("a broken image: want an error naming archive/images/oci/app/2.0, got %v", err)
+	}
+	broken["link"] = &fstest.MapFile{Data: []byte("archive/images"), Mode: fs.ModeSymlink | 0o777}
+	if _, err := Template(broken, "link", OmitConstants); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Errorf("a link as the root: want refused, got %v", err)
+	}
+	if _, err := Template(mem, "../x", OmitConstants); err == nil {
+		t.Error("an invalid path was accepted")
 	}
 }

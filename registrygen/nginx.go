@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 
@@ -23,6 +24,11 @@ type Root struct {
 	// an nginx $variable or a {{ variable }} placeholder, each optionally
 	// followed by a path. Empty means Dir's absolute path.
 	ServerRoot string
+
+	// fsys, if set, is the file system Dir is a slash path of (see
+	// ScanFS), for Template; nil means the operating system's. It is not
+	// exported because the built-in server opens files by their OS path.
+	fsys fs.FS
 }
 
 // ConstantsMode says whether the locations shared by all roots are emitted.
@@ -115,7 +121,15 @@ func prepare(roots []Root) ([]*served, error) {
 		if err != nil {
 			return nil, fmt.Errorf("root %s: %w", root.Dir, err)
 		}
-		tree, err := Scan(root.Dir)
+		var tree *Tree
+		if root.fsys != nil {
+			if root.ServerRoot == "" {
+				return nil, fmt.Errorf("root %s: a root read from a file system needs a server root", root.Dir)
+			}
+			tree, err = ScanFS(root.fsys, root.Dir)
+		} else {
+			tree, err = Scan(root.Dir)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -322,8 +336,27 @@ func serverPath(root, rel string) string {
 func regexLiteral(name string) string { return strings.ReplaceAll(name, ".", "[.]") }
 
 // GenerateRoot is Generate for a single root, the static-container-registry
-// case (and the Solution archive's: GenerateRoot(dir, "{{ repository }}",
-// "{{ registry_root }}", OmitConstants)).
+// case.
 func GenerateRoot(dir, namePrefix, serverRoot string, mode ConstantsMode) ([]byte, error) {
 	return Generate(Config{Roots: []Root{{Dir: dir, NamePrefix: namePrefix, ServerRoot: serverRoot}}, Constants: mode})
+}
+
+// The Jinja placeholders MetalK8s substitutes when it renders a Solution's
+// (or its own) registry configuration template (docs 12.2.4): the
+// repository every image name is put under, and where the archive's images
+// directory is mounted.
+const (
+	RepositoryPlaceholder   = "{{ repository }}"
+	RegistryRootPlaceholder = "{{ registry_root }}"
+)
+
+// Template returns the registry configuration template of the images
+// directory dir of fsys (a slash path): names prefixed with
+// RepositoryPlaceholder, files under RegistryRootPlaceholder. It is the
+// one definition of a Solution archive's registry-config.inc.j2 (with
+// OmitConstants), for the tool that writes it and for the validator, which
+// regenerates it from the archive (an ISO image read in place, or a
+// directory) and requires the archive's copy to be identical.
+func Template(fsys fs.FS, dir string, mode ConstantsMode) ([]byte, error) {
+	return Generate(Config{Roots: []Root{{fsys: fsys, Dir: dir, NamePrefix: RepositoryPlaceholder, ServerRoot: RegistryRootPlaceholder}}, Constants: mode})
 }

@@ -18,7 +18,7 @@ import (
 
 // Tree is a scanned image root.
 type Tree struct {
-	Dir          string // absolute path of the root
+	Dir          string // absolute path of the root (Scan), or its path in the FS (ScanFS)
 	Repositories []*Repository
 }
 
@@ -64,13 +64,41 @@ func Scan(dir string) (*Tree, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s: image root is not a directory", abs)
 	}
-	s := &scanner{root: abs, fsys: os.DirFS(abs), repos: map[string]*repoBuild{}}
+	return scan(os.DirFS(abs), abs, func(rel string) string { return filepath.Join(abs, filepath.FromSlash(rel)) })
+}
+
+// ScanFS is Scan of the directory dir (a slash path, "." for the root) of
+// fsys, for trees read without extracting them, such as an ISO image's.
+// The root must be a directory itself, not a link to one. Tree.Dir is dir,
+// and errors name files by their path in fsys.
+func ScanFS(fsys fs.FS, dir string) (*Tree, error) {
+	if !fs.ValidPath(dir) {
+		return nil, &fs.PathError{Op: "scan", Path: dir, Err: fs.ErrInvalid}
+	}
+	st, err := fs.Lstat(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("%s: image root is not a directory", dir)
+	}
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	return scan(sub, dir, func(rel string) string { return path.Join(dir, rel) })
+}
+
+// scan reads the tree at the root of fsys; where names a path of fsys in
+// errors.
+func scan(fsys fs.FS, dir string, where func(rel string) string) (*Tree, error) {
+	s := &scanner{where: where, fsys: fsys, repos: map[string]*repoBuild{}}
 	s.walk("")
 	s.scanImages()
 	if len(s.errs) > 0 {
 		return nil, errors.Join(s.errs...)
 	}
-	t := &Tree{Dir: abs}
+	t := &Tree{Dir: dir}
 	names := make([]string, 0, len(s.repos))
 	for n := range s.repos {
 		names = append(names, n)
@@ -94,8 +122,8 @@ type repoBuild struct {
 }
 
 type scanner struct {
-	root  string
-	fsys  fs.FS // the root
+	where func(rel string) string // rel's name in errors
+	fsys  fs.FS                   // the root
 	repos map[string]*repoBuild
 	errs  []error
 	jobs  []imageJob // image directories found by walk, in sorted order
@@ -128,7 +156,7 @@ func (s *scanner) scanImages() {
 		go func() {
 			defer wg.Done()
 			for j := range work {
-				js := &scanner{root: s.root, fsys: s.fsys}
+				js := &scanner{where: s.where, fsys: s.fsys}
 				j.result = js.image(j.rel, j.entries)
 				j.errs = js.errs
 			}
@@ -170,13 +198,13 @@ func (s *scanner) add(im *imageResult) {
 }
 
 func (s *scanner) fail(rel, format string, args ...any) {
-	s.errs = append(s.errs, fmt.Errorf("%s: %s", filepath.Join(s.root, filepath.FromSlash(rel)), fmt.Sprintf(format, args...)))
+	s.errs = append(s.errs, fmt.Errorf("%s: %s", s.where(rel), fmt.Sprintf(format, args...)))
 }
 
 func (s *scanner) walk(rel string) {
 	entries, err := fs.ReadDir(s.fsys, orDot(rel))
 	if err != nil {
-		s.errs = append(s.errs, fmt.Errorf("%s: %w", filepath.Join(s.root, filepath.FromSlash(rel)), err))
+		s.errs = append(s.errs, fmt.Errorf("%s: %w", s.where(rel), err))
 		return
 	}
 	if dirlayout.IsImageDir(entries) {

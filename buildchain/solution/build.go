@@ -121,7 +121,7 @@ func Build(ctx context.Context, src string, opts BuildOptions) (*BuildResult, er
 			return nil, fmt.Errorf("de-duplicating images: %w", err)
 		}
 		logf("images: %d files, %s shared by hard links", st.Files, oci.HumanBytes(st.Saved()))
-		conf, err := registrygen.GenerateRoot(imagesDir, "{{ repository }}", "{{ registry_root }}", registrygen.OmitConstants)
+		conf, err := registrygen.GenerateRoot(imagesDir, registrygen.RepositoryPlaceholder, registrygen.RegistryRootPlaceholder, registrygen.OmitConstants)
 		if err != nil {
 			return nil, fmt.Errorf("generating %s: %w", RegistryConfig, err)
 		}

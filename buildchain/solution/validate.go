@@ -15,6 +15,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
+	"github.com/metalk8s/buildchain/registrygen"
 )
 
 // Fixed paths of the archive (12.2.2).
@@ -99,10 +100,7 @@ func Validate(ctx context.Context, p string) (*Report, error) {
 	}
 	defer a.close()
 	v := &validator{ctx: ctx, a: a, rep: &Report{Archive: p, Format: "directory", Images: []ImageInfo{}, Problems: []Problem{}},
-		byPath: map[string]node{}, hashed: map[string]string{}}
-	for _, n := range a.nodes() {
-		v.byPath[n.Path] = n
-	}
+		byPath: a.byPath}
 	if im != nil {
 		v.rep.Format = "iso"
 		v.rep.VolumeID = im.VolumeID
@@ -131,10 +129,9 @@ func Validate(ctx context.Context, p string) (*Report, error) {
 
 type validator struct {
 	ctx    context.Context
-	a      archive
+	a      *archive
 	rep    *Report
 	byPath map[string]node
-	hashed map[string]string // node id → sha256 digest, for shared content
 	images map[string]*ImageInfo
 }
 
@@ -271,7 +268,7 @@ func (v *validator) layout() {
 // manifests, and the size and digest of every blob.
 func (v *validator) imagesCheck() {
 	v.images = map[string]*ImageInfo{}
-	fsys := newArchiveFS(v)
+	fsys := v.a
 	var dirs []string
 	isImage := map[string]bool{}
 	fs.WalkDir(fsys, ImagesDir, func(p string, e fs.DirEntry, err error) error {
@@ -358,28 +355,13 @@ func (v *validator) checkImage(fsys fs.FS, d string, info *ImageInfo) {
 	}
 }
 
-// digest hashes a file, once per distinct content storage.
-func (v *validator) digest(n node) (string, error) {
-	if d, ok := v.hashed[n.id]; ok && n.id != "" {
-		return d, nil
-	}
-	rc, err := v.a.open(n)
-	if err != nil {
-		return "", err
-	}
-	defer rc.Close()
-	d, err := dirlayout.Digest(v.ctx, rc)
-	if err != nil {
-		return "", err
-	}
-	if n.id != "" {
-		v.hashed[n.id] = d
-	}
-	return d, nil
-}
-
-// registryConfig checks that the template names every image the archive
-// ships, under the placeholders MetalK8s substitutes (12.2.4).
+// registryConfig requires the template to be exactly what registrygen
+// generates from the archive's images/ (12.2.4). MetalK8s renders it with
+// Jinja and includes it in its registry's nginx server block, so any other
+// content would be run at rendering or served: a location aliasing /etc/,
+// a Jinja statement, a digest the manifests no longer have. Regenerating it
+// and comparing the bytes refuses every such difference at once, where a
+// search for the expected lines would let additions through.
 func (v *validator) registryConfig() {
 	n, ok := v.byPath[RegistryConfig]
 	if !ok || !n.Mode.IsRegular() {
@@ -390,15 +372,77 @@ func (v *validator) registryConfig() {
 		v.bad(RegistryConfig, err.Error())
 		return
 	}
-	for _, ph := range []string{"{{ repository }}", "{{ registry_root }}"} {
-		if !bytes.Contains(data, []byte(ph)) {
-			v.bad(RegistryConfig, fmt.Sprintf("does not use the %s placeholder: generate it with --name-prefix '{{ repository }}' --server-root '{{ registry_root }}'", ph))
+	want, err := registrygen.Template(v.a, ImagesDir, registrygen.OmitConstants)
+	if err != nil {
+		if v.imagesFaulty() {
+			return // what stops registrygen is reported at its path
 		}
+		v.bad(RegistryConfig, fmt.Sprintf("cannot be checked: registrygen cannot generate a template from %s/: %v", ImagesDir, err))
+		return
 	}
+	if bytes.Equal(data, want) {
+		return
+	}
+	line, have, gen := firstDifference(data, want)
+	msg := fmt.Sprintf("is not the template registrygen generates from %s/: line %d is %s, registrygen generates %s", ImagesDir, line, have, gen)
+	var unserved []string
 	for _, im := range v.rep.Images {
-		loc := fmt.Sprintf("/v2/{{ repository }}/%s/manifests/%s", im.Name, im.Version)
+		loc := fmt.Sprintf("location = /v2/%s/%s/manifests/%s {\n", registrygen.RepositoryPlaceholder, im.Name, im.Version)
 		if !bytes.Contains(data, []byte(loc)) {
-			v.bad(RegistryConfig, fmt.Sprintf("does not serve the image %s:%s (no location for %s); regenerate it from images/", im.Name, im.Version, loc))
+			unserved = append(unserved, im.Name+":"+im.Version)
 		}
 	}
+	if len(unserved) > 0 {
+		msg += fmt.Sprintf("; it does not serve the image(s) %s", strings.Join(unserved, ", "))
+	}
+	shipped := map[string]bool{}
+	for _, im := range v.rep.Images {
+		shipped[im.Name] = true
+	}
+	var stale []string
+	repoLine := "# Repository " + registrygen.RepositoryPlaceholder + "/"
+	for _, l := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutPrefix(l, repoLine); ok && !shipped[name] && len(stale) < 10 {
+			stale = append(stale, name)
+		}
+	}
+	if len(stale) > 0 {
+		msg += fmt.Sprintf("; it serves repositories %s/ does not hold: %s", ImagesDir, strings.Join(stale, ", "))
+	}
+	msg += fmt.Sprintf("; regenerate it from the archive's root with: registrygen --name-prefix '%s' --server-root '%s' --omit-constants -o %s %s (solution build does)",
+		registrygen.RepositoryPlaceholder, registrygen.RegistryRootPlaceholder, RegistryConfig, ImagesDir)
+	v.bad(RegistryConfig, msg)
+}
+
+// imagesFaulty reports whether a problem was found in images/.
+func (v *validator) imagesFaulty() bool {
+	for _, p := range v.rep.Problems {
+		if p.Path == ImagesDir || strings.HasPrefix(p.Path, ImagesDir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// firstDifference returns the number of the first line where a and b
+// differ, and that line of each, quoted and shortened ("end of file" past
+// the last line).
+func firstDifference(a, b []byte) (int, string, string) {
+	la, lb := bytes.SplitAfter(a, []byte("\n")), bytes.SplitAfter(b, []byte("\n"))
+	i := 0
+	for i < len(la) && i < len(lb) && bytes.Equal(la[i], lb[i]) {
+		i++
+	}
+	show := func(ls [][]byte) string {
+		if i >= len(ls) || len(ls[i]) == 0 {
+			return "end of file"
+		}
+		l := ls[i]
+		const max = 160
+		if len(l) > max {
+			return fmt.Sprintf("%q...", l[:max])
+		}
+		return fmt.Sprintf("%q", l)
+	}
+	return i + 1, show(la), show(lb)
 }

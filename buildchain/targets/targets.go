@@ -169,7 +169,7 @@ func registryConfig(ctx context.Context, b *build.Build) error {
 		Inputs:  []step.Input{step.Stat(b.ImagesDir())},
 		Outputs: []string{out},
 		Run: func(context.Context) error {
-			conf, err := registrygen.GenerateRoot(b.ImagesDir(), "{{ repository }}", "{{ registry_root }}", registrygen.WithConstants)
+			conf, err := registrygen.GenerateRoot(b.ImagesDir(), registrygen.RepositoryPlaceholder, registrygen.RegistryRootPlaceholder, registrygen.WithConstants)
 			if err != nil {
 				return err
 			}
