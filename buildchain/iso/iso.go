@@ -72,6 +72,21 @@ type Options struct {
 	Verify func(ctx context.Context, path string) error
 }
 
+// ProductOptions are the options of a MetalK8s ISO or a Solution archive
+// (12.2.1): Rock Ridge, Joliet with long names, every file owned by 0:0,
+// every date from epoch. Callers add what is theirs (ImplantMD5, Verify).
+func ProductOptions(volumeID string, epoch time.Time) Options {
+	return Options{
+		VolumeID:   volumeID,
+		RockRidge:  true,
+		Joliet:     true,
+		JolietLong: true,
+		UID:        new(uint32),
+		GID:        new(uint32),
+		Epoch:      epoch,
+	}
+}
+
 // Result describes a written image.
 type Result struct {
 	Size int64 // bytes

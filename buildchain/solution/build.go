@@ -132,23 +132,20 @@ func Build(ctx context.Context, src string, opts BuildOptions) (*BuildResult, er
 	}
 	p := *rep.Product
 	logf("writing %s (volume ID %q)", opts.Output, p.VolumeID())
-	zero := uint32(0)
 	var irep *Report
-	res, err := iso.Write(ctx, opts.Output, root, iso.Options{
-		VolumeID: p.VolumeID(), RockRidge: true, Joliet: true, JolietLong: true,
-		UID: &zero, GID: &zero, Epoch: epoch,
-		Verify: func(ctx context.Context, tmp string) error {
-			r, err := Validate(ctx, tmp)
-			if err != nil {
-				return err
-			}
-			if !r.OK() {
-				return fmt.Errorf("the written ISO does not validate, not kept: %w", r.Err())
-			}
-			irep = r
-			return nil
-		},
-	})
+	isoOpts := iso.ProductOptions(p.VolumeID(), epoch)
+	isoOpts.Verify = func(ctx context.Context, tmp string) error {
+		r, err := Validate(ctx, tmp)
+		if err != nil {
+			return err
+		}
+		if !r.OK() {
+			return fmt.Errorf("the written ISO does not validate, not kept: %w", r.Err())
+		}
+		irep = r
+		return nil
+	}
+	res, err := iso.Write(ctx, opts.Output, root, isoOpts)
 	if err != nil {
 		return nil, err
 	}

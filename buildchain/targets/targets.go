@@ -106,17 +106,9 @@ func Iso(ctx context.Context, b *build.Build) error {
 	if err != nil {
 		return err
 	}
-	opts := iso.Options{
-		VolumeID:      info.Name + " " + info.Version.String(),
-		ApplicationID: "METALK8S BUILDCHAIN",
-		RockRidge:     true,
-		Joliet:        true,
-		JolietLong:    true,
-		UID:           new(uint32),
-		GID:           new(uint32),
-		Epoch:         b.Cfg.Epoch(),
-		ImplantMD5:    true,
-	}
+	opts := iso.ProductOptions(info.Name+" "+info.Version.String(), b.Cfg.Epoch())
+	opts.ApplicationID = "METALK8S BUILDCHAIN"
+	opts.ImplantMD5 = true
 	out := b.IsoPath()
 	err = b.Engine.Run(ctx, step.Step{
 		Name: "iso",
