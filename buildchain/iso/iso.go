@@ -64,6 +64,27 @@ type Options struct {
 	// NoChecksumFile disables the SHA-256 digest and the SHA256SUM file
 	// WriteFile maintains next to the image.
 	NoChecksumFile bool
+
+	// Verify, when set, is run by WriteFile on the complete temporary
+	// image (its path) before it is renamed into place: an error keeps
+	// the image, and its SHA256SUM line, from being published. The
+	// Solution build validates the archive it wrote this way.
+	Verify func(ctx context.Context, path string) error
+}
+
+// ProductOptions are the options of a MetalK8s ISO or a Solution archive
+// (12.2.1): Rock Ridge, Joliet with long names, every file owned by 0:0,
+// every date from epoch. Callers add what is theirs (ImplantMD5, Verify).
+func ProductOptions(volumeID string, epoch time.Time) Options {
+	return Options{
+		VolumeID:   volumeID,
+		RockRidge:  true,
+		Joliet:     true,
+		JolietLong: true,
+		UID:        new(uint32),
+		GID:        new(uint32),
+		Epoch:      epoch,
+	}
 }
 
 // Result describes a written image.
@@ -83,8 +104,10 @@ type Result struct {
 }
 
 // Write builds an image of the tree at root into outPath, atomically: the
-// image is written to a temporary file in the same directory and renamed
-// at the end, and a SHA256SUM line is recorded next to it.
+// image is written to a temporary file in the same directory, checked by
+// opts.Verify if set, and renamed at the end, and a SHA256SUM line is
+// recorded next to it (see Builder.WriteFile). It is how both the MetalK8s
+// ISO and Solution archives are published.
 func Write(ctx context.Context, outPath, root string, opts Options) (*Result, error) {
 	b, err := New(opts)
 	if err != nil {

@@ -162,8 +162,9 @@ func (p *plan) emit(s *stream) error {
 }
 
 // WriteFile writes the image to outPath atomically: into a temporary file
-// in the same directory, renamed over outPath only once complete, so that
-// an error or a cancelled ctx leaves nothing at outPath. Unless
+// in the same directory, renamed over outPath only once complete (and
+// accepted by Options.Verify, when set), so that an error, a rejected
+// image or a cancelled ctx leaves nothing at outPath. Unless
 // NoChecksumFile is set, it then records the image's digest in the
 // SHA256SUM file of that directory (in sha256sum format, replacing any
 // line for the same name).
@@ -213,6 +214,14 @@ func (b *Builder) WriteFile(ctx context.Context, outPath string) (res *Result, e
 	}
 	if err = tmp.Chmod(0o644); err != nil {
 		return nil, fmt.Errorf("iso: %w", err)
+	}
+	// Outside the lock: a verification reads the whole image, and other
+	// images of the directory need not wait for it. The hold on tmp keeps
+	// their clean-up away from it meanwhile.
+	if b.opts.Verify != nil {
+		if err = b.opts.Verify(ctx, tmp.Name()); err != nil {
+			return nil, err
+		}
 	}
 	if err = ctx.Err(); err != nil {
 		return nil, err

@@ -2,8 +2,6 @@ package solution
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
@@ -18,7 +16,6 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
-	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/registrygen"
 )
@@ -121,17 +118,7 @@ func Build(ctx context.Context, src string, opts BuildOptions) (*BuildResult, er
 			return nil, fmt.Errorf("de-duplicating images: %w", err)
 		}
 		logf("images: %d files, %s shared by hard links", st.Files, oci.HumanBytes(st.Saved()))
-		conf, err := registrygen.GenerateRoot(imagesDir, registrygen.RepositoryPlaceholder, registrygen.RegistryRootPlaceholder, registrygen.OmitConstants)
-		if err != nil {
-			return nil, fmt.Errorf("generating %s: %w", RegistryConfig, err)
-		}
-		// Remove first: in a staged tree the file may be a hard link to
-		// the author's copy, which must not be overwritten.
-		cf := filepath.Join(root, RegistryConfig)
-		if err := os.Remove(cf); err != nil && !os.IsNotExist(err) {
-			return nil, err
-		}
-		if err := os.WriteFile(cf, conf, 0o644); err != nil {
+		if err := WriteRegistryConfig(root, registrygen.OmitConstants); err != nil {
 			return nil, err
 		}
 	}
@@ -145,35 +132,41 @@ func Build(ctx context.Context, src string, opts BuildOptions) (*BuildResult, er
 	}
 	p := *rep.Product
 	logf("writing %s (volume ID %q)", opts.Output, p.VolumeID())
-	zero := uint32(0)
-	tmpISO := filepath.Join(outDir, fsutil.TempPrefix+filepath.Base(opts.Output))
-	defer os.Remove(tmpISO)
-	res, err := iso.Write(ctx, tmpISO, root, iso.Options{
-		VolumeID: p.VolumeID(), RockRidge: true, Joliet: true, JolietLong: true,
-		UID: &zero, GID: &zero, Epoch: epoch, NoChecksumFile: true,
-	})
+	var irep *Report
+	isoOpts := iso.ProductOptions(p.VolumeID(), epoch)
+	isoOpts.Verify = func(ctx context.Context, tmp string) error {
+		r, err := Validate(ctx, tmp)
+		if err != nil {
+			return err
+		}
+		if !r.OK() {
+			return fmt.Errorf("the written ISO does not validate, not kept: %w", r.Err())
+		}
+		irep = r
+		return nil
+	}
+	res, err := iso.Write(ctx, opts.Output, root, isoOpts)
 	if err != nil {
 		return nil, err
 	}
-	irep, err := Validate(ctx, tmpISO)
+	logf("wrote %s: %s, sha256 %s", opts.Output, oci.HumanBytes(res.Size), res.SHA256)
+	return &BuildResult{ISO: opts.Output, SHA256: res.SHA256, Size: res.Size, Product: p, Images: irep.Images}, nil
+}
+
+// WriteRegistryConfig writes root's registry-config.inc.j2: the nginx
+// template that serves the images/ tree beside it as a read-only registry
+// (12.2.4), the repository name and the mount point left as Jinja
+// placeholders for the installer. mode says whether it carries the shared
+// locations: a Solution's template omits them, the MetalK8s ISO's holds
+// them. The file is replaced, never written through: in a staged tree it
+// may be a hard link to the author's copy.
+func WriteRegistryConfig(root string, mode registrygen.ConstantsMode) error {
+	// The same function the validator compares an archive's template with.
+	conf, err := registrygen.Template(os.DirFS(root), ImagesDir, mode)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("generating %s: %w", RegistryConfig, err)
 	}
-	if !irep.OK() {
-		return nil, fmt.Errorf("the written ISO does not validate, not kept: %w", irep.Err())
-	}
-	sum, err := fileSHA256(tmpISO)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmpISO, opts.Output); err != nil {
-		return nil, err
-	}
-	if err := iso.UpdateSHA256SUM(filepath.Join(outDir, "SHA256SUM"), filepath.Base(opts.Output), sum); err != nil {
-		return nil, err
-	}
-	logf("wrote %s: %s, sha256 %s", opts.Output, oci.HumanBytes(res.Size), sum)
-	return &BuildResult{ISO: opts.Output, SHA256: sum, Size: res.Size, Product: p, Images: irep.Images}, nil
+	return fsutil.WriteFile(filepath.Join(root, RegistryConfig), conf, 0o644)
 }
 
 // stage lays the archive out under root from a solution.yaml.
@@ -202,11 +195,8 @@ func stage(ctx context.Context, s *Source, root, staging string, opts BuildOptio
 			return fmt.Errorf("%s:%d: image %s:%s (%s): %w", s.File, im.Line, im.Name, im.Version, im.Kind, err)
 		}
 		dst := filepath.Join(root, ImagesDir, filepath.FromSlash(im.Name), im.Version)
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		if err := oci.WriteDir(dst, res, cache); err != nil {
 			return err
-		}
-		if err := dirlayout.Write(dst, &res.Contents, cache); err != nil {
-			return fmt.Errorf("image %s:%s: %w", im.Name, im.Version, err)
 		}
 		logf("image %s:%s from %s: %s", im.Name, im.Version, im.Kind, oci.DigestOf(res.Manifest))
 	}
@@ -315,17 +305,4 @@ func resolveEpoch(t time.Time) (time.Time, error) {
 		return e, err
 	}
 	return time.Now().UTC().Truncate(time.Second), nil
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

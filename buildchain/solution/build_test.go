@@ -2,6 +2,9 @@ package solution
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,4 +213,19 @@ func TestBuildBadInput(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fileSHA256 digests a file by reading it, apart from the digest the ISO
+// writer computes.
+func fileSHA256(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -71,7 +71,7 @@ func Images(ctx context.Context, b *build.Build) error {
 				if err != nil {
 					return err
 				}
-				return dirlayout.Write(dir, &res.Contents, f.Cache)
+				return oci.WriteDir(dir, res, f.Cache)
 			},
 		}
 		g.Go(func() error {
@@ -232,7 +232,7 @@ func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[s
 					return err
 				}
 				fmt.Fprintf(b.Log, "built %s:%s, digest %s\n", def.Name, version, oci.DigestOf(res.Manifest))
-				return dirlayout.Write(dir, &res.Contents, f.Cache)
+				return oci.WriteDir(dir, res, f.Cache)
 			},
 		})
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
+	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/registrygen"
 )
@@ -105,17 +106,9 @@ func Iso(ctx context.Context, b *build.Build) error {
 	if err != nil {
 		return err
 	}
-	opts := iso.Options{
-		VolumeID:      info.Name + " " + info.Version.String(),
-		ApplicationID: "METALK8S BUILDCHAIN",
-		RockRidge:     true,
-		Joliet:        true,
-		JolietLong:    true,
-		UID:           new(uint32),
-		GID:           new(uint32),
-		Epoch:         b.Cfg.Epoch(),
-		ImplantMD5:    true,
-	}
+	opts := iso.ProductOptions(info.Name+" "+info.Version.String(), b.Cfg.Epoch())
+	opts.ApplicationID = "METALK8S BUILDCHAIN"
+	opts.ImplantMD5 = true
 	out := b.IsoPath()
 	err = b.Engine.Run(ctx, step.Step{
 		Name: "iso",
@@ -156,7 +149,7 @@ func missingError(log io.Writer, missing []error) error {
 // as a read-only registry. It is generated the way chapter 12 asks of
 // Solutions, so that the installer renders both alike: the repository name
 // and the mount point are Jinja placeholders.
-const RegistryConfigTemplate = "registry-config.inc.j2"
+const RegistryConfigTemplate = solution.RegistryConfig
 
 func registryConfig(ctx context.Context, b *build.Build) error {
 	out := filepath.Join(b.Cfg.RootDir(), RegistryConfigTemplate)
@@ -169,11 +162,7 @@ func registryConfig(ctx context.Context, b *build.Build) error {
 		Inputs:  []step.Input{step.Stat(b.ImagesDir())},
 		Outputs: []string{out},
 		Run: func(context.Context) error {
-			conf, err := registrygen.GenerateRoot(b.ImagesDir(), registrygen.RepositoryPlaceholder, registrygen.RegistryRootPlaceholder, registrygen.WithConstants)
-			if err != nil {
-				return err
-			}
-			return fsutil.WriteFile(out, conf, 0o644)
+			return solution.WriteRegistryConfig(b.Cfg.RootDir(), registrygen.WithConstants)
 		},
 	})
 }
