@@ -126,7 +126,14 @@ func (s treeSpec) create(t testing.TB, root string) {
 // resolver may still find an escape or a loop past it (it looks further),
 // so ENOENT and ENOTDIR allow anything but linkInside.
 func kernelKind(t testing.TB, rootFD int, p string) (want []linkKind) {
-	fd, err := unix.Openat2(rootFD, p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH})
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH}
+	fd, err := unix.Openat2(rootFD, p, how)
+	// EAGAIN: a rename somewhere on the system raced a ".." of the scoped
+	// lookup, which the kernel then refuses to vouch for; openat2(2) says
+	// to retry.
+	for try := 0; errors.Is(err, unix.EAGAIN) && try < 100; try++ {
+		fd, err = unix.Openat2(rootFD, p, how)
+	}
 	switch {
 	case err == nil:
 		unix.Close(fd)
