@@ -61,6 +61,19 @@ func Test(ctx context.Context) error {
 	return targets.Test(ctx, ".")
 }
 
+// Steps lists the steps of the build graph matching PATTERN ("" or "*" for
+// all; "*" matches any run of characters: images/pull:*, *:1.0), one line
+// each: name, status, target. Nothing is built.
+func Steps(ctx context.Context, pattern string) error {
+	return targets.Steps(ctx, ".", pattern, os.Stdout)
+}
+
+// Info prints a step's inputs and their digests, dependencies, outputs,
+// status, last run and, when it would run, why.
+func Info(ctx context.Context, step string) error {
+	return targets.Info(ctx, ".", step, os.Stdout)
+}
+
 // Clean removes build outputs.
 type Clean mg.Namespace
 

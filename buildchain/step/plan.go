@@ -192,3 +192,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// StopPlan leaves plan mode: the engine runs steps again, with nothing of
+// the plan left in this build's record.
+func (e *Engine) StopPlan() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.planning = false
+	e.done = map[string]stamp{}
+}

@@ -318,19 +318,20 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 	if err := dupInputs(s); err != nil {
 		return err
 	}
-	st, _, err := e.inputs(s)
-	if err != nil {
-		return e.finish(s.Name, start, st, Failed, err)
-	}
-
 	path := e.stampPath(s.Name)
 	prev, prevErr := readStamp(path)
 	if sel != nil && !sel(s.Name) {
-		// Not part of this run: a dependent may still read its output.
+		// Not part of this run: a selected step that depends on it reads
+		// the output its stamp recorded. Its own inputs are not digested,
+		// since they may depend on steps that are not part of it either.
 		if prevErr == nil {
 			e.record(prev)
 		}
 		return nil
+	}
+	st, _, err := e.inputs(s)
+	if err != nil {
+		return e.finish(s.Name, start, st, Failed, err)
 	}
 	if prevErr == nil && prev.InputDigest == st.InputDigest && (force == nil || !force(s.Name)) {
 		if out, _, _, err := outputsDigest(s); err == nil && out == prev.OutputDigest {
