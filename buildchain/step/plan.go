@@ -33,6 +33,7 @@ func (e *Engine) StartPlan() {
 	defer e.mu.Unlock()
 	e.planning = true
 	e.planned = map[string]*Planned{}
+	e.targets = map[string]int{}
 	e.order = nil
 	e.done = map[string]stamp{}
 }
@@ -49,10 +50,15 @@ func (e *Engine) Planning() bool {
 func (e *Engine) SetTarget(name string) {
 	e.mu.Lock()
 	e.target = name
+	if _, ok := e.targets[name]; !ok {
+		e.targets[name] = len(e.targets)
+	}
 	e.mu.Unlock()
 }
 
-// Plan returns the planned steps in the order they were declared.
+// Plan returns the planned steps in a stable order, whatever order
+// parallel steps were declared in: by target (in the order SetTarget named
+// them), then dependencies before dependents, then by name.
 func (e *Engine) Plan() []Planned {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -60,7 +66,51 @@ func (e *Engine) Plan() []Planned {
 	for _, n := range e.order {
 		out = append(out, *e.planned[n])
 	}
+	deps := make(map[string][]string, len(out))
+	for _, p := range out {
+		deps[p.Step] = p.Deps
+	}
+	depth := depths(deps)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if ta, tb := e.targets[a.Target], e.targets[b.Target]; ta != tb {
+			return ta < tb
+		}
+		if depth[a.Step] != depth[b.Step] {
+			return depth[a.Step] < depth[b.Step]
+		}
+		return a.Step < b.Step
+	})
 	return out
+}
+
+// depths is each step's distance from the steps that depend on nothing:
+// sorting by it puts every step after its dependencies.
+func depths(deps map[string][]string) map[string]int {
+	d := make(map[string]int, len(deps))
+	visiting := map[string]bool{}
+	var walk func(string) int
+	walk = func(n string) int {
+		if v, ok := d[n]; ok {
+			return v
+		}
+		if visiting[n] { // a cycle cannot run; do not loop on it either
+			return 0
+		}
+		visiting[n] = true
+		max := 0
+		for _, x := range deps[n] {
+			if v := walk(x) + 1; v > max {
+				max = v
+			}
+		}
+		d[n] = max
+		return max
+	}
+	for n := range deps {
+		walk(n)
+	}
+	return d
 }
 
 func (e *Engine) plan(s Step) error {
@@ -152,6 +202,11 @@ func explain(prev, cur stamp, bad map[string]error, s Step) []string {
 		// The outputs will be rewritten anyway.
 		return why
 	}
+	// The common case, nothing changed, walks the outputs once.
+	out, _, fp, err := outputsDigest(s)
+	if err == nil && out == prev.OutputDigest {
+		return nil
+	}
 	for _, o := range s.Outputs {
 		d, err := walkDigest(o, false)
 		switch {
@@ -161,14 +216,10 @@ func explain(prev, cur stamp, bad map[string]error, s Step) []string {
 			why = append(why, fmt.Sprintf("output %s was modified", o))
 		}
 	}
-	if len(why) > 0 {
-		return why
-	}
-	out, _, fp, err := outputsDigest(s)
 	switch {
+	case len(why) > 0:
 	case err != nil:
 		why = append(why, fmt.Sprintf("output fingerprint: %v", err))
-	case out == prev.OutputDigest:
 	case prev.Outputs != nil && fp != prev.Fingerprint:
 		why = append(why, "output fingerprint changed (another writer of a shared file)")
 	default:

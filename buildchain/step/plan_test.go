@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
@@ -272,5 +273,69 @@ func TestLogPrefixesAndReportInputs(t *testing.T) {
 	}
 	if Failed.Prefix() != "!!" {
 		t.Error("failed prefix")
+	}
+}
+
+// Parallel steps finish in any order; the plan and the report do not
+// depend on it: dependencies first, then by name.
+func TestPlanAndReportOrderAreStable(t *testing.T) {
+	root := t.TempDir()
+	run := func(e *Engine, reverse bool) {
+		var names []string
+		for i := 0; i < 20; i++ {
+			names = append(names, "pull:"+string(rune('a'+i)))
+		}
+		if reverse {
+			for i, j := 0, len(names)-1; i < j; i, j = i+1, j-1 {
+				names[i], names[j] = names[j], names[i]
+			}
+		}
+		var wg sync.WaitGroup
+		for _, n := range names {
+			out := filepath.Join(root, n)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.Run(context.Background(), Step{Name: n, Inputs: []Input{Value("v", n)}, Outputs: []string{out},
+					Run: func(context.Context) error { return os.WriteFile(out, nil, 0o644) }})
+			}()
+		}
+		wg.Wait()
+		var in []Input
+		for _, n := range names {
+			in = append(in, Output(n))
+		}
+		out := filepath.Join(root, "dedup")
+		e.Run(context.Background(), Step{Name: "dedup", Inputs: in, Outputs: []string{out},
+			Run: func(context.Context) error { return os.WriteFile(out, nil, 0o644) }})
+	}
+	order := func(rs []Result) string {
+		var l []string
+		for _, r := range rs {
+			l = append(l, r.Step)
+		}
+		return strings.Join(l, " ")
+	}
+	e1 := New(root, nil)
+	run(e1, false)
+	e2 := New(root, nil)
+	run(e2, true)
+	if a, b := order(e1.Report()), order(e2.Report()); a != b || !strings.HasSuffix(a, "pull:t dedup") || !strings.HasPrefix(a, "pull:a pull:b") {
+		t.Fatalf("report orders differ or are not stable:\n%s\n%s", a, b)
+	}
+	var plans []string
+	for _, rev := range []bool{false, true} {
+		e := New(root, nil)
+		e.StartPlan()
+		e.SetTarget("images")
+		run(e, rev)
+		var l []string
+		for _, p := range e.Plan() {
+			l = append(l, p.Step)
+		}
+		plans = append(plans, strings.Join(l, " "))
+	}
+	if plans[0] != plans[1] || plans[0] != order(e1.Report()) {
+		t.Fatalf("plan orders:\n%s\n%s", plans[0], plans[1])
 	}
 }

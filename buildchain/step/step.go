@@ -193,6 +193,7 @@ type Engine struct {
 	planning bool
 	target   string
 	planned  map[string]*Planned
+	targets  map[string]int // target name → order of SetTarget
 	order    []string
 	selected func(string) bool
 	force    func(string) bool
@@ -395,15 +396,33 @@ func (e *Engine) Results() []Result {
 	return append([]Result(nil), e.results...)
 }
 
-// WriteReport writes the JSON build report atomically. A plan writes
-// none: it must not replace the report of the last real build.
+// Report returns the results in the report's order, which parallel steps
+// do not change: dependencies before dependents, then by name.
+func (e *Engine) Report() []Result {
+	rs := e.Results()
+	deps := make(map[string][]string, len(rs))
+	for _, r := range rs {
+		deps[r.Step] = r.Deps
+	}
+	depth := depths(deps)
+	sort.SliceStable(rs, func(i, j int) bool {
+		if a, b := depth[rs[i].Step], depth[rs[j].Step]; a != b {
+			return a < b
+		}
+		return rs[i].Step < rs[j].Step
+	})
+	return rs
+}
+
+// WriteReport writes the JSON build report (Report) atomically. A plan
+// writes none: it must not replace the report of the last real build.
 func (e *Engine) WriteReport(path string) error {
 	if e.Planning() {
 		return nil
 	}
 	data, err := json.MarshalIndent(struct {
 		Steps []Result `json:"steps"`
-	}{e.Results()}, "", "  ")
+	}{e.Report()}, "", "  ")
 	if err != nil {
 		return err
 	}
