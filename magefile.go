@@ -74,6 +74,14 @@ func Info(ctx context.Context, step string) error {
 	return targets.Info(ctx, ".", step, os.Stdout)
 }
 
+// Completion prints a completion script for targets and step names:
+// source <(go run mage.go completion bash), or zsh.
+func Completion(ctx context.Context, shell string) error {
+	names := []string{"iso", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
+		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion"}
+	return targets.Completion(ctx, ".", shell, names, os.Stdout)
+}
+
 // Clean removes build outputs.
 type Clean mg.Namespace
 
