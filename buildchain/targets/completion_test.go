@@ -76,4 +76,3 @@ func TestCompletionScripts(t *testing.T) {
 		}
 	}
 }
-
