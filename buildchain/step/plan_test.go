@@ -339,3 +339,34 @@ func TestPlanAndReportOrderAreStable(t *testing.T) {
 		t.Fatalf("plan orders:\n%s\n%s", plans[0], plans[1])
 	}
 }
+
+// One step asked for by two parallel callers runs once: the second waits
+// and finds it up to date.
+func TestSharedStepRunsOnce(t *testing.T) {
+	root := t.TempDir()
+	out := filepath.Join(root, "bin")
+	e := New(root, nil)
+	var mu sync.Mutex
+	runs := 0
+	s := Step{Name: "binaries:linux/amd64", Inputs: []Input{Value("go", "1")}, Outputs: []string{out},
+		Run: func(context.Context) error {
+			mu.Lock()
+			runs++
+			mu.Unlock()
+			return os.WriteFile(out, nil, 0o644)
+		}}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := e.Run(context.Background(), s); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if runs != 1 {
+		t.Fatalf("ran %d times", runs)
+	}
+}

@@ -190,6 +190,8 @@ type Engine struct {
 	done    map[string]stamp
 	results []Result
 
+	running map[string]*sync.Mutex // per step name, see Run
+
 	planning bool
 	target   string
 	planned  map[string]*Planned
@@ -319,6 +321,10 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 	if err := dupInputs(s); err != nil {
 		return err
 	}
+	// Two callers of one shared step (the binaries that images and
+	// packaging both need, when they run in parallel) must not both run
+	// it: the second waits, then finds it up to date.
+	defer e.lockName(s.Name)()
 	path := e.stampPath(s.Name)
 	prev, prevErr := readStamp(path)
 	if sel != nil && !sel(s.Name) {
@@ -365,6 +371,21 @@ func (e *Engine) Run(ctx context.Context, s Step) error {
 	}
 	e.record(st)
 	return e.finish(s.Name, start, st, Ran, nil)
+}
+
+func (e *Engine) lockName(name string) func() {
+	e.mu.Lock()
+	if e.running == nil {
+		e.running = map[string]*sync.Mutex{}
+	}
+	m, ok := e.running[name]
+	if !ok {
+		m = &sync.Mutex{}
+		e.running[name] = m
+	}
+	e.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 func (e *Engine) record(st stamp) {
