@@ -205,10 +205,15 @@ func applySubset(ctx context.Context, b *build.Build, target Target) error {
 	if b.Cfg.Steps == "" {
 		return nil
 	}
+	// The plan's own lines (a part missing, 0 B transferred) would only
+	// repeat, or contradict, what the run prints next.
+	log := b.Log
+	b.Log = io.Discard
 	b.Engine.StartPlan()
 	err := target(ctx, b)
 	plan := b.Engine.Plan()
 	b.Engine.StopPlan()
+	b.Log = log
 	if err != nil && !errors.Is(err, build.ErrNotBuiltYet) {
 		return err
 	}

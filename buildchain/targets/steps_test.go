@@ -203,3 +203,18 @@ func TestSubsetRuns(t *testing.T) {
 		t.Fatalf("FORCE=images/pull:beta:*: %v", got)
 	}
 }
+
+// A STEPS run prints only the run's lines, not the plan's.
+func TestSubsetRunLogsOnce(t *testing.T) {
+	testenv.Need(t, "skopeo")
+	u := startUpstream(t)
+	root := t.TempDir()
+	list := u.list(t, root, "library/alpha")
+	b, log := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list, "STEPS": "images/pull:*"})
+	if err := RunSubset(context.Background(), b, Images); err != nil {
+		t.Fatalf("%v\n%s", err, log)
+	}
+	if strings.Count(log.String(), "images: ") != 1 || strings.Contains(log.String(), "images: 0 B") {
+		t.Fatalf("log:\n%s", log)
+	}
+}
