@@ -370,3 +370,23 @@ func TestSharedStepRunsOnce(t *testing.T) {
 		t.Fatalf("ran %d times", runs)
 	}
 }
+
+func TestPlanShowsForce(t *testing.T) {
+	c := newChain(t)
+	if err := c.build(New(c.root, nil)); err != nil {
+		t.Fatal(err)
+	}
+	c.runs = map[string]int{}
+	e := New(c.root, nil)
+	e.Force(func(n string) bool { return n == "gen" })
+	e.StartPlan()
+	if err := c.build(e); err != nil {
+		t.Fatal(err)
+	}
+	p := e.Plan()
+	if p[0].Step != "gen" || p[0].Status != WouldRun || p[0].Reasons[0] != "forced (FORCE)" ||
+		// gen rewrites its output, so use would run after it.
+		p[1].Status != WouldRun || !strings.Contains(p[1].Reasons[0], "step:gen") {
+		t.Fatalf("%+v", p)
+	}
+}

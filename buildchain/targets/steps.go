@@ -63,6 +63,10 @@ func planAt(ctx context.Context, projectRoot string, w io.Writer) ([]step.Planne
 		return nil, err
 	}
 	defer b.Close()
+	// FORCE shows: a forced step would run.
+	if f := b.Cfg.Force; f != "" {
+		b.Engine.Force(func(n string) bool { return step.Match(f, n) })
+	}
 	plan, err := Plan(ctx, b)
 	if err != nil {
 		fmt.Fprintf(w, "warning: some steps could not be listed: %v\n", err)
