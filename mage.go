@@ -8,6 +8,11 @@ import (
 	"os"
 
 	"github.com/magefile/mage/mage"
+
+	"github.com/metalk8s/buildchain/buildchain/targets"
 )
 
-func main() { os.Exit(mage.Main()) }
+func main() {
+	os.Args = targets.DryRunArgs(os.Args)
+	os.Exit(mage.Main())
+}

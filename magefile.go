@@ -61,6 +61,27 @@ func Test(ctx context.Context) error {
 	return targets.Test(ctx, ".")
 }
 
+// Steps lists the steps of the build graph matching PATTERN ("" or "*" for
+// all; "*" matches any run of characters: images/pull:*, *:1.0), one line
+// each: name, status, target. Nothing is built.
+func Steps(ctx context.Context, pattern string) error {
+	return targets.Steps(ctx, ".", pattern, os.Stdout)
+}
+
+// Info prints a step's inputs and their digests, dependencies, outputs,
+// status, last run and, when it would run, why.
+func Info(ctx context.Context, step string) error {
+	return targets.Info(ctx, ".", step, os.Stdout)
+}
+
+// Completion prints a completion script for targets and step names:
+// source <(go run mage.go completion bash), or zsh.
+func Completion(ctx context.Context, shell string) error {
+	names := []string{"iso", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
+		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion"}
+	return targets.Completion(ctx, ".", shell, names, os.Stdout)
+}
+
 // Clean removes build outputs.
 type Clean mg.Namespace
 

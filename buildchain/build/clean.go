@@ -21,6 +21,9 @@ import (
 //   - stamps: .stamps/.
 //
 // It refuses a build root that CheckRoot refuses or that has no Marker.
+// Paths that do not exist are not listed. With cfg.DryRun (DRY_RUN=1,
+// `clean -n`) it prints "would remove" and the same paths, and removes
+// nothing.
 func Clean(cfg *config.Config, area string, log io.Writer) error {
 	if err := CheckRoot(cfg.ProjectRoot, cfg.BuildRoot); err != nil {
 		return err
@@ -58,11 +61,26 @@ func Clean(cfg *config.Config, area string, log io.Writer) error {
 	default:
 		return fmt.Errorf("clean: unknown area %q", area)
 	}
+	verb := "removing"
+	if cfg.DryRun {
+		verb = "would remove"
+	}
+	removed := 0
 	for _, p := range paths {
-		fmt.Fprintf(log, "removing %s\n", p)
+		if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		removed++
+		fmt.Fprintf(log, "%s %s\n", verb, p)
+		if cfg.DryRun {
+			continue
+		}
 		if err := os.RemoveAll(p); err != nil {
 			return err
 		}
+	}
+	if removed == 0 {
+		fmt.Fprintf(log, "nothing to clean in %s\n", dir)
 	}
 	return nil
 }

@@ -35,6 +35,9 @@ var Keys = []Key{
 	{"INSECURE_REGISTRIES", "", "Comma-separated registry hosts (after mirroring) reached over plain HTTP. Loopback hosts always are."},
 	{"REPO_MIRRORS", "", "Comma-separated REPO=URL pairs replacing the base URL of a package repository."},
 	{"REPO_SIGNING_KEY", "", "Path to an armored OpenPGP private key used to sign repomd.xml."},
+	{"STEPS", "", "Run only the steps matching this pattern (\"*\" matches any run of characters) and the steps they depend on."},
+	{"FORCE", "", "Re-run the steps matching this pattern even when they are up to date."},
+	{"DRY_RUN", "", "1: clean lists what it would remove and removes nothing."},
 }
 
 // Config is the resolved configuration. Paths are absolute.
@@ -51,6 +54,9 @@ type Config struct {
 	InsecureRegistries []string
 	RepoMirrors        map[string]string
 	RepoSigningKey     string
+	Steps              string // a step.Match pattern; empty runs every step
+	Force              string // a step.Match pattern; empty forces none
+	DryRun             bool
 
 	// Values holds the raw value of every key that was set, for step stamps.
 	Values map[string]string
@@ -159,6 +165,15 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 	}
 	if c.RepoMirrors, err = parsePairs(get("REPO_MIRRORS", ""), checkRepoName, CheckRepoURL); err != nil {
 		return nil, bad("REPO_MIRRORS", "%v", err)
+	}
+	c.Steps = get("STEPS", "")
+	c.Force = get("FORCE", "")
+	switch v := get("DRY_RUN", ""); v {
+	case "", "0", "false":
+	case "1", "true":
+		c.DryRun = true
+	default:
+		return nil, bad("DRY_RUN", "want 1 or 0, got %q", v)
 	}
 	return c, nil
 }

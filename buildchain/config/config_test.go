@@ -84,6 +84,7 @@ func TestLoadRejectsBadValues(t *testing.T) {
 		"IMAGE_MIRRORS":     {"docker.io=bad host", `"bad host" is not a registry host`},
 		"REPO_MIRRORS":      {"base=ftp://x", "want an http, https or file URL"},
 		"PLATFORMS":         {"linux", `"linux" is not os/arch`},
+		"DRY_RUN":           {"maybe", "DRY_RUN: want 1 or 0"},
 	} {
 		t.Run(key, func(t *testing.T) {
 			root := t.TempDir()
@@ -94,6 +95,21 @@ func TestLoadRejectsBadValues(t *testing.T) {
 				t.Fatalf("got %v, want %q at .env:1", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestLoadStepsForceDryRun(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, ".env"), []byte("STEPS=images/pull:*\nDRY_RUN=1\n"), 0o644)
+	t.Setenv("FORCE", "*:1.0")
+	os.Unsetenv("STEPS")
+	os.Unsetenv("DRY_RUN")
+	c, err := Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Steps != "images/pull:*" || c.Force != "*:1.0" || !c.DryRun {
+		t.Fatalf("got steps=%q force=%q dry=%v", c.Steps, c.Force, c.DryRun)
 	}
 }
 

@@ -108,6 +108,9 @@ func (o outputInput) digest(e *Engine) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("step %q has not run in this build", string(o))
 	}
+	if e.planning && s.OutputDigest == "" {
+		return "", errDepPending
+	}
 	return s.OutputDigest, nil
 }
 
@@ -123,30 +126,59 @@ type Step struct {
 	Run         func(ctx context.Context) error
 }
 
-// Status is how a step ended.
+// Status is how a step ended, or, when planning, how it would.
 type Status string
 
 const (
 	Ran      Status = "ran"
 	UpToDate Status = "up to date"
 	Failed   Status = "failed"
+	// WouldRun and NeverRan are the statuses of a plan: the step has a
+	// stamp that no longer matches, or none at all.
+	WouldRun Status = "would run"
+	NeverRan Status = "never ran"
 )
 
-// Result is one line of the build report.
+// Prefix is doit's mark for a status, so that people who know doit read a
+// build log at a glance: "--" up to date, ".." executed, "!!" failed.
+func (s Status) Prefix() string {
+	switch s {
+	case UpToDate:
+		return "--"
+	case Ran, WouldRun, NeverRan:
+		return ".."
+	default:
+		return "!!"
+	}
+}
+
+// Result is one line of the build report (docs/build-report.md).
 type Result struct {
 	Step        string        `json:"step"`
 	Status      Status        `json:"status"`
 	Duration    time.Duration `json:"-"`
 	DurationMS  float64       `json:"duration_ms"`
 	InputDigest string        `json:"input_digest"`
-	Error       string        `json:"error,omitempty"`
+	// Inputs maps each input's key to its digest, and Deps names the
+	// steps whose outputs are inputs, so that CI can diff two builds.
+	Inputs map[string]string `json:"inputs,omitempty"`
+	Deps   []string          `json:"deps,omitempty"`
+	Error  string            `json:"error,omitempty"`
 }
 
+// stamp is what a step leaves after it succeeded. Fields after
+// OutputDigest came later: a stamp without them is still trusted (the
+// digests are computed as before), info just has less to say.
 type stamp struct {
 	Step         string            `json:"step"`
 	InputDigest  string            `json:"input_digest"`
 	Inputs       map[string]string `json:"inputs"`
 	OutputDigest string            `json:"output_digest"`
+	Deps         []string          `json:"deps,omitempty"`
+	Outputs      map[string]string `json:"outputs,omitempty"`
+	Fingerprint  string            `json:"fingerprint,omitempty"`
+	LastRun      *time.Time        `json:"last_run,omitempty"`
+	DurationMS   float64           `json:"duration_ms,omitempty"`
 }
 
 // Engine runs steps against one build root. It is safe for concurrent use.
@@ -157,6 +189,16 @@ type Engine struct {
 	mu      sync.Mutex
 	done    map[string]stamp
 	results []Result
+
+	running map[string]*sync.Mutex // per step name, see Run
+
+	planning bool
+	target   string
+	planned  map[string]*Planned
+	targets  map[string]int // target name → order of SetTarget
+	order    []string
+	selected func(string) bool
+	force    func(string) bool
 }
 
 // New returns an engine whose stamps live in buildRoot/.stamps.
@@ -198,60 +240,152 @@ func (e *Engine) stampPath(name string) string {
 	return filepath.Join(e.BuildRoot, ".stamps", stampFile(name))
 }
 
-// Run runs s unless it is up to date.
-func (e *Engine) Run(ctx context.Context, s Step) error {
-	start := time.Now()
+// Select restricts the steps that run to those for which keep is true;
+// the others are neither run nor reported, but a stamp they left still
+// feeds the steps that depend on them. Nil selects every step.
+func (e *Engine) Select(keep func(name string) bool) {
+	e.mu.Lock()
+	e.selected = keep
+	e.mu.Unlock()
+}
+
+// Force makes the steps for which force is true run even when up to date.
+func (e *Engine) Force(force func(name string) bool) {
+	e.mu.Lock()
+	e.force = force
+	e.mu.Unlock()
+}
+
+// errDepPending is the digest error of an Output input whose step would
+// run: its output is not known yet.
+var errDepPending = errors.New("would run first")
+
+func dupInputs(s Step) error {
+	seen := map[string]bool{}
+	for _, in := range s.Inputs {
+		if seen[in.key()] {
+			return fmt.Errorf("step %s: input %s is declared twice", s.Name, in.key())
+		}
+		seen[in.key()] = true
+	}
+	return nil
+}
+
+// inputs digests the inputs of s into a stamp. In a plan, an input whose
+// digest fails is recorded by its error, not returned, so that the plan
+// can say why the step would run.
+func (e *Engine) inputs(s Step) (stamp, map[string]error, error) {
 	st := stamp{Step: s.Name, Inputs: map[string]string{}}
 	h := sha256.New()
 	keys := make([]string, 0, len(s.Inputs))
 	byKey := map[string]Input{}
 	for _, in := range s.Inputs {
-		if _, dup := byKey[in.key()]; dup {
-			return fmt.Errorf("step %s: input %s is declared twice", s.Name, in.key())
-		}
 		byKey[in.key()] = in
 		keys = append(keys, in.key())
+		if o, ok := in.(outputInput); ok {
+			st.Deps = append(st.Deps, string(o))
+		}
 	}
 	sort.Strings(keys)
+	sort.Strings(st.Deps)
+	var bad map[string]error
 	for _, k := range keys {
 		d, err := byKey[k].digest(e)
 		if err != nil {
-			return e.finish(s.Name, start, "", Failed, fmt.Errorf("step %s: input %s: %w", s.Name, k, err))
+			if !e.planning {
+				return st, nil, fmt.Errorf("step %s: input %s: %w", s.Name, k, err)
+			}
+			if bad == nil {
+				bad = map[string]error{}
+			}
+			bad[k] = err
+			d = "?"
 		}
 		st.Inputs[k] = d
 		fmt.Fprintf(h, "%s\x00%s\n", k, d)
 	}
 	st.InputDigest = hex.EncodeToString(h.Sum(nil))
+	return st, bad, nil
+}
 
+// Run runs s unless it is up to date. While planning (see StartPlan) it
+// records what it would do instead.
+func (e *Engine) Run(ctx context.Context, s Step) error {
+	start := time.Now()
+	e.mu.Lock()
+	planning, sel, force := e.planning, e.selected, e.force
+	e.mu.Unlock()
+	if planning {
+		return e.plan(s)
+	}
+	if err := dupInputs(s); err != nil {
+		return err
+	}
+	// Two callers of one shared step (the binaries that images and
+	// packaging both need, when they run in parallel) must not both run
+	// it: the second waits, then finds it up to date.
+	defer e.lockName(s.Name)()
 	path := e.stampPath(s.Name)
-	if prev, err := readStamp(path); err == nil && prev.InputDigest == st.InputDigest {
-		if out, err := outputsDigest(s); err == nil && out == prev.OutputDigest {
+	prev, prevErr := readStamp(path)
+	if sel != nil && !sel(s.Name) {
+		// Not part of this run: a selected step that depends on it reads
+		// the output its stamp recorded. Its own inputs are not digested,
+		// since they may depend on steps that are not part of it either.
+		if prevErr == nil {
 			e.record(prev)
-			return e.finish(s.Name, start, st.InputDigest, UpToDate, nil)
+		}
+		return nil
+	}
+	st, _, err := e.inputs(s)
+	if err != nil {
+		return e.finish(s.Name, start, st, Failed, err)
+	}
+	if prevErr == nil && prev.InputDigest == st.InputDigest && (force == nil || !force(s.Name)) {
+		if out, _, _, err := outputsDigest(s); err == nil && out == prev.OutputDigest {
+			e.record(prev)
+			return e.finish(s.Name, start, st, UpToDate, nil)
 		}
 	}
 	// From here on the old stamp must not survive: if we are interrupted the
 	// outputs are in an unknown state.
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+		return e.finish(s.Name, start, st, Failed, err)
 	}
 	if err := ctx.Err(); err != nil {
-		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+		return e.finish(s.Name, start, st, Failed, err)
 	}
 	if err := s.Run(ctx); err != nil {
-		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+		return e.finish(s.Name, start, st, Failed, err)
 	}
-	out, err := outputsDigest(s)
+	out, outs, fp, err := outputsDigest(s)
 	if err != nil {
-		return e.finish(s.Name, start, st.InputDigest, Failed, fmt.Errorf("step %s: output: %w", s.Name, err))
+		return e.finish(s.Name, start, st, Failed, fmt.Errorf("step %s: output: %w", s.Name, err))
 	}
-	st.OutputDigest = out
+	st.OutputDigest, st.Outputs, st.Fingerprint = out, outs, fp
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	st.LastRun = &now
+	st.DurationMS = float64(time.Since(start).Microseconds()) / 1000
 	data, _ := json.MarshalIndent(st, "", "  ")
 	if err := fsutil.WriteFile(path, data, 0o644); err != nil {
-		return e.finish(s.Name, start, st.InputDigest, Failed, err)
+		return e.finish(s.Name, start, st, Failed, err)
 	}
 	e.record(st)
-	return e.finish(s.Name, start, st.InputDigest, Ran, nil)
+	return e.finish(s.Name, start, st, Ran, nil)
+}
+
+func (e *Engine) lockName(name string) func() {
+	e.mu.Lock()
+	if e.running == nil {
+		e.running = map[string]*sync.Mutex{}
+	}
+	m, ok := e.running[name]
+	if !ok {
+		m = &sync.Mutex{}
+		e.running[name] = m
+	}
+	e.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 func (e *Engine) record(st stamp) {
@@ -261,8 +395,8 @@ func (e *Engine) record(st stamp) {
 }
 
 // finish records the result of a step. A non-nil err overrides status.
-func (e *Engine) finish(name string, start time.Time, in string, status Status, err error) error {
-	r := Result{Step: name, Status: status, Duration: time.Since(start), InputDigest: in}
+func (e *Engine) finish(name string, start time.Time, st stamp, status Status, err error) error {
+	r := Result{Step: name, Status: status, Duration: time.Since(start), InputDigest: st.InputDigest, Inputs: st.Inputs, Deps: st.Deps}
 	r.DurationMS = float64(r.Duration.Microseconds()) / 1000
 	if err != nil {
 		r.Status, r.Error = Failed, err.Error()
@@ -270,7 +404,7 @@ func (e *Engine) finish(name string, start time.Time, in string, status Status, 
 	e.mu.Lock()
 	e.results = append(e.results, r)
 	if e.Log != nil {
-		fmt.Fprintf(e.Log, "%-11s %-50s %8s\n", r.Status, name, r.Duration.Round(time.Millisecond))
+		fmt.Fprintf(e.Log, "%s %-11s %-50s %8s\n", r.Status.Prefix(), r.Status, name, r.Duration.Round(time.Millisecond))
 	}
 	e.mu.Unlock()
 	return err
@@ -283,11 +417,33 @@ func (e *Engine) Results() []Result {
 	return append([]Result(nil), e.results...)
 }
 
-// WriteReport writes the JSON build report atomically.
+// Report returns the results in the report's order, which parallel steps
+// do not change: dependencies before dependents, then by name.
+func (e *Engine) Report() []Result {
+	rs := e.Results()
+	deps := make(map[string][]string, len(rs))
+	for _, r := range rs {
+		deps[r.Step] = r.Deps
+	}
+	depth := depths(deps)
+	sort.SliceStable(rs, func(i, j int) bool {
+		if a, b := depth[rs[i].Step], depth[rs[j].Step]; a != b {
+			return a < b
+		}
+		return rs[i].Step < rs[j].Step
+	})
+	return rs
+}
+
+// WriteReport writes the JSON build report (Report) atomically. A plan
+// writes none: it must not replace the report of the last real build.
 func (e *Engine) WriteReport(path string) error {
+	if e.Planning() {
+		return nil
+	}
 	data, err := json.MarshalIndent(struct {
 		Steps []Result `json:"steps"`
-	}{e.Results()}, "", "  ")
+	}{e.Report()}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -304,25 +460,31 @@ func readStamp(path string) (stamp, error) {
 	return st, err
 }
 
-func outputsDigest(s Step) (string, error) {
+// outputsDigest digests the outputs of s as a whole (the stamp's
+// comparison, unchanged since the first stamps) and returns each output's
+// digest and the fingerprint too, so that info can say which one changed.
+func outputsDigest(s Step) (string, map[string]string, string, error) {
 	h := sha256.New()
+	per := map[string]string{}
 	for _, p := range s.Outputs {
 		d, err := walkDigest(p, false)
 		if err != nil {
-			return "", err
+			return "", nil, "", err
 		}
+		per[p] = d
 		fmt.Fprintf(h, "%s\x00%s\n", p, d)
 	}
+	var f string
 	if s.Fingerprint != nil {
-		f, err := s.Fingerprint()
-		if err != nil {
-			return "", err
+		var err error
+		if f, err = s.Fingerprint(); err != nil {
+			return "", nil, "", err
 		}
 		// Without a fingerprint the digest is what it always was, so that
 		// existing stamps stay valid.
 		fmt.Fprintf(h, "fingerprint\x00%s\n", f)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), per, f, nil
 }
 
 // walkDigest digests a file or tree. With content it hashes file bytes;

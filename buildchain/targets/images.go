@@ -130,6 +130,9 @@ func Images(ctx context.Context, b *build.Build) error {
 // pruneImages removes image directories that the lists no longer name, and
 // the litter of interrupted runs, so the ISO never ships a stale image.
 func pruneImages(root string, keep map[string]bool, b *build.Build) error {
+	if b.Engine.Planning() { // steps, info: list, change nothing
+		return nil
+	}
 	if err := fsutil.RemoveTemps(root); err != nil {
 		return err
 	}

@@ -58,14 +58,9 @@ func SaltTree(ctx context.Context, b *build.Build) error {
 // PopulateIso fills the ISO root with everything that exists, and reports
 // each part that is missing instead of silently leaving it out.
 func PopulateIso(ctx context.Context, b *build.Build) error {
-	var missing []error
-	for _, part := range []func(context.Context, *build.Build) error{Images, Packaging, SaltTree} {
-		if err := part(ctx, b); err != nil {
-			if !errors.Is(err, build.ErrNotBuiltYet) {
-				return err
-			}
-			missing = append(missing, err)
-		}
+	missing, err := parallelParts(ctx, b, Images, Packaging, SaltTree)
+	if err != nil {
+		return err
 	}
 	if err := productTxt(ctx, b); err != nil {
 		return err
