@@ -1,6 +1,6 @@
 // Package build ties one buildchain run together: configuration, the lock
 // on the build root, the up-to-date engine and the build report. Mage
-// targets open a Build, run steps through it and close it.
+// targets open a Session, run steps through it and close it.
 package build
 
 import (
@@ -22,8 +22,9 @@ import (
 // fail with it rather than pretend to have built something.
 var ErrNotBuiltYet = step.ErrNotBuiltYet
 
-// Build is one locked run over a build root.
-type Build struct {
+// Session is one locked run over a build root: its configuration, the lock,
+// the step engine and the log. Targets work on a Session.
+type Session struct {
 	Cfg    *config.Config
 	Engine *step.Engine
 	Log    io.Writer
@@ -31,7 +32,7 @@ type Build struct {
 }
 
 // Open loads the configuration of the project at root and locks its build root.
-func Open(root string, log io.Writer) (*Build, error) {
+func Open(root string, log io.Writer) (*Session, error) {
 	cfg, err := config.Load(root)
 	if err != nil {
 		return nil, err
@@ -41,7 +42,7 @@ func Open(root string, log io.Writer) (*Build, error) {
 
 // OpenConfig checks and locks cfg.BuildRoot, marks it as a build root,
 // removes what interrupted runs left in it, and starts an engine on it.
-func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
+func OpenConfig(cfg *config.Config, log io.Writer) (*Session, error) {
 	if err := CheckRoot(cfg.ProjectRoot, cfg.BuildRoot); err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func OpenConfig(cfg *config.Config, log io.Writer) (*Build, error) {
 		return nil, fmt.Errorf("removing the leftovers of interrupted runs: %w", err)
 	}
 	log = &syncWriter{w: log}
-	return &Build{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
+	return &Session{Cfg: cfg, Engine: step.New(cfg.BuildRoot, log), Log: log, lock: lock}, nil
 }
 
 // syncWriter lets steps running in parallel, and the progress reporter,
@@ -78,10 +79,10 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 }
 
 // ReportPath is where the JSON build report goes.
-func (b *Build) ReportPath() string { return filepath.Join(b.Cfg.BuildRoot, "build-report.json") }
+func (b *Session) ReportPath() string { return filepath.Join(b.Cfg.BuildRoot, "build-report.json") }
 
 // Close writes the build report and releases the lock.
-func (b *Build) Close() error {
+func (b *Session) Close() error {
 	err := b.Engine.WriteReport(b.ReportPath())
 	if uerr := b.lock.Unlock(); err == nil {
 		err = uerr
@@ -90,7 +91,7 @@ func (b *Build) Close() error {
 }
 
 // Run runs fn on a build opened at root and always closes it.
-func Run(ctx context.Context, root string, fn func(context.Context, *Build) error) (err error) {
+func Run(ctx context.Context, root string, fn func(context.Context, *Session) error) (err error) {
 	b, err := Open(root, os.Stdout)
 	if err != nil {
 		return err
@@ -107,18 +108,18 @@ func Run(ctx context.Context, root string, fn func(context.Context, *Build) erro
 func NotBuiltYet(what, issue string) error { return step.NotBuiltYet(what, issue) }
 
 // ImagesDir is the images tree of the ISO root.
-func (b *Build) ImagesDir() string { return filepath.Join(b.Cfg.RootDir(), "images") }
+func (b *Session) ImagesDir() string { return filepath.Join(b.Cfg.RootDir(), "images") }
 
 // BlobCache is the content-addressed cache shared by every build.
-func (b *Build) BlobCache() oci.Cache {
+func (b *Session) BlobCache() oci.Cache {
 	return oci.Cache{Dir: filepath.Join(b.Cfg.BuildRoot, "cache", "blobs")}
 }
 
 // IsoPath is where the MetalK8s ISO goes.
-func (b *Build) IsoPath() string { return filepath.Join(b.Cfg.BuildRoot, "metalk8s.iso") }
+func (b *Session) IsoPath() string { return filepath.Join(b.Cfg.BuildRoot, "metalk8s.iso") }
 
 // Info is the product identity of this build.
-func (b *Build) Info() (product.Info, error) {
+func (b *Session) Info() (product.Info, error) {
 	v, err := product.ReadVersion(filepath.Join(b.Cfg.ProjectRoot, "VERSION"))
 	if err != nil {
 		return product.Info{}, err

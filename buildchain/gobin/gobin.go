@@ -211,11 +211,11 @@ func GOARM(goarch, variant string) string {
 	return strings.TrimPrefix(variant, "v")
 }
 
-// BuildPackage builds the main package pkg (an import path, or a
+// CompilePackage builds the main package pkg (an import path, or a
 // directory relative to ProjectRoot starting with ./ or ../) into the file
-// dst, for the target of opts, with Flags. Like Build, it puts dst in place
+// dst, for the target of opts, with Flags. Like Compile, it puts dst in place
 // by a rename of a complete file. OutDir and CLIs are not used.
-func BuildPackage(ctx context.Context, opts Options, pkg, dst string) error {
+func CompilePackage(ctx context.Context, opts Options, pkg, dst string) error {
 	root, err := filepath.Abs(opts.ProjectRoot)
 	if err != nil {
 		return err
@@ -243,11 +243,11 @@ func BuildPackage(ctx context.Context, opts Options, pkg, dst string) error {
 	return os.Rename(built, dst)
 }
 
-// Build builds the CLIs into OutDir and returns their paths by name. Each
+// Compile builds the CLIs into OutDir and returns their paths by name. Each
 // binary appears at its final path by a rename of a complete file, so an
 // interrupted build never leaves a truncated binary that a later step
 // would ship.
-func Build(ctx context.Context, opts Options) (map[string]string, error) {
+func Compile(ctx context.Context, opts Options) (map[string]string, error) {
 	root, clis, err := resolve(opts)
 	if err != nil {
 		return nil, err

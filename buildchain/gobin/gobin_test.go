@@ -95,7 +95,7 @@ func TestBuildReproducible(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(out, "hello"), []byte("stale"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		paths, err := Build(ctx, Options{ProjectRoot: root, OutDir: out, Jobs: 2, GOOS: "linux", GOARCH: runtime.GOARCH})
+		paths, err := Compile(ctx, Options{ProjectRoot: root, OutDir: out, Jobs: 2, GOOS: "linux", GOARCH: runtime.GOARCH})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,20 +159,20 @@ func TestBuildSubset(t *testing.T) {
 	root := t.TempDir()
 	writeModule(t, root, tools())
 	out := filepath.Join(root, "bin")
-	paths, err := Build(context.Background(), Options{ProjectRoot: root, OutDir: out, CLIs: []string{"bye"}})
+	paths, err := Compile(context.Background(), Options{ProjectRoot: root, OutDir: out, CLIs: []string{"bye"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(paths) != 1 || paths["bye"] != filepath.Join(out, "bye") {
-		t.Errorf("Build(bye) = %v", paths)
+		t.Errorf("Compile(bye) = %v", paths)
 	}
-	if _, err := Build(context.Background(), Options{ProjectRoot: root, OutDir: out, CLIs: []string{"../etc"}}); err == nil {
+	if _, err := Compile(context.Background(), Options{ProjectRoot: root, OutDir: out, CLIs: []string{"../etc"}}); err == nil {
 		t.Error("a CLI name with a slash was accepted")
 	}
 	// No CLIs at all (a project before its first cmd/): nothing to do.
-	paths, err = Build(context.Background(), Options{ProjectRoot: t.TempDir(), OutDir: out})
+	paths, err = Compile(context.Background(), Options{ProjectRoot: t.TempDir(), OutDir: out})
 	if err != nil || len(paths) != 0 {
-		t.Errorf("Build(no cmd/) = %v, %v", paths, err)
+		t.Errorf("Compile(no cmd/) = %v, %v", paths, err)
 	}
 }
 
@@ -182,7 +182,7 @@ func TestBuildFailureLeavesNothing(t *testing.T) {
 	files["cmd/bye/main.go"] = "package main\n\nfunc main() { undefinedCall() }\n"
 	writeModule(t, root, files)
 	out := filepath.Join(root, "bin")
-	_, err := Build(context.Background(), Options{ProjectRoot: root, OutDir: out})
+	_, err := Compile(context.Background(), Options{ProjectRoot: root, OutDir: out})
 	if err == nil {
 		t.Fatal("a compile error was not reported")
 	}
@@ -248,7 +248,7 @@ func TestBuildARMVariant(t *testing.T) {
 	ctx := context.Background()
 	for _, v := range []string{"v6", "v7"} {
 		opts := Options{ProjectRoot: root, OutDir: filepath.Join(root, "bin", v), CLIs: []string{"bye"}, GOOS: "linux", GOARCH: "arm", Variant: v}
-		paths, err := Build(ctx, opts)
+		paths, err := Compile(ctx, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -256,7 +256,7 @@ func TestBuildARMVariant(t *testing.T) {
 			t.Errorf("Build for arm/%s: GOARM=%q", v, got)
 		}
 		dst := filepath.Join(root, "pkg", v, "operator")
-		if err := BuildPackage(ctx, opts, "./operator", dst); err != nil {
+		if err := CompilePackage(ctx, opts, "./operator", dst); err != nil {
 			t.Fatal(err)
 		}
 		if got := goarmOf(t, dst); got != v[1:] {
@@ -273,7 +273,7 @@ func TestBuildARMVariant(t *testing.T) {
 	files["operator/main.go"] = "package main\n\nfunc main() { undefinedCall() }\n"
 	writeModule(t, root, files)
 	dst := filepath.Join(root, "broken", "operator")
-	if err := BuildPackage(ctx, Options{ProjectRoot: root}, "./operator", dst); err == nil || !strings.Contains(err.Error(), "undefinedCall") {
+	if err := CompilePackage(ctx, Options{ProjectRoot: root}, "./operator", dst); err == nil || !strings.Contains(err.Error(), "undefinedCall") {
 		t.Fatalf("broken package: %v", err)
 	}
 	if ents, _ := os.ReadDir(filepath.Dir(dst)); len(ents) != 0 {

@@ -143,7 +143,7 @@ func TestUtilsImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := gobin.Build(ctx, gobin.Options{
+	bins, err := gobin.Compile(ctx, gobin.Options{
 		ProjectRoot: projectRoot, OutDir: t.TempDir(),
 		GOOS: d.Platform.OS, GOARCH: d.Platform.Architecture,
 	})

@@ -52,13 +52,13 @@ type BuildResult struct {
 	Images  []ImageInfo
 }
 
-// Build makes a Solution archive from src: a solution.yaml, a directory
+// BuildArchive makes a Solution archive from src: a solution.yaml, a directory
 // holding one, or a directory already laid out as an archive (product.txt,
 // images/, operator/deploy/, ...) whose registry configuration is then
 // regenerated. The archive is assembled in a staging tree, validated, written
 // to a temporary ISO that is validated again, and only then renamed to
 // opts.Output: a failure never leaves a partial or invalid archive there.
-func Build(ctx context.Context, src string, opts BuildOptions) (*BuildResult, error) {
+func BuildArchive(ctx context.Context, src string, opts BuildOptions) (*BuildResult, error) {
 	if opts.Output == "" {
 		return nil, fmt.Errorf("no output path")
 	}

@@ -99,7 +99,7 @@ func TestBuildSources(t *testing.T) {
 	dbManifest, _ := os.ReadFile(filepath.Join(src, "db", "manifest.json"))
 
 	out := filepath.Join(t.TempDir(), "out", "s.iso")
-	res, err := Build(context.Background(), src, BuildOptions{
+	res, err := BuildArchive(context.Background(), src, BuildOptions{
 		Output: out, CacheDir: filepath.Join(t.TempDir(), "cache"), Epoch: testEpoch, Git: "test",
 		Insecure: []string{reg.Host},
 	})
@@ -145,7 +145,7 @@ func TestBuildFromTree(t *testing.T) {
 	stale := []byte("# stale\n")
 	mustWrite(t, filepath.Join(root, RegistryConfig), stale)
 	out := filepath.Join(t.TempDir(), "tree.iso")
-	if _, err := Build(context.Background(), root, BuildOptions{Output: out, CacheDir: t.TempDir(), Epoch: testEpoch}); err != nil {
+	if _, err := BuildArchive(context.Background(), root, BuildOptions{Output: out, CacheDir: t.TempDir(), Epoch: testEpoch}); err != nil {
 		t.Fatal(err)
 	}
 	if rep := validateOrFail(t, out); !rep.OK() {
@@ -203,7 +203,7 @@ func TestBuildBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			src := tc.setup(t)
 			outDir := t.TempDir()
-			_, err := Build(context.Background(), src, BuildOptions{Output: filepath.Join(outDir, "s.iso"), CacheDir: t.TempDir(), Epoch: testEpoch})
+			_, err := BuildArchive(context.Background(), src, BuildOptions{Output: filepath.Join(outDir, "s.iso"), CacheDir: t.TempDir(), Epoch: testEpoch})
 			if err == nil || !strings.Contains(err.Error(), tc.errHas) {
 				t.Fatalf("error %v, want one containing %q", err, tc.errHas)
 			}

@@ -23,7 +23,7 @@ func BuildExample(ctx context.Context, projectRoot, buildRoot string, epoch time
 		return "", err
 	}
 	out := filepath.Join(buildRoot, MachineName(s.Name)+"-"+s.Version+".iso")
-	res, err := Build(ctx, src, BuildOptions{
+	res, err := BuildArchive(ctx, src, BuildOptions{
 		Output:   out,
 		CacheDir: filepath.Join(buildRoot, "cache", "blobs"),
 		Epoch:    epoch,

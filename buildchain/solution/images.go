@@ -222,7 +222,7 @@ func (m *imageMaker) buildBinaries(ctx context.Context, p v1.Platform, names []s
 			continue
 		}
 		dst := filepath.Join(m.binDir, target, n)
-		err := gobin.BuildPackage(ctx, gobin.Options{ProjectRoot: m.src.Dir, GOOS: p.OS, GOARCH: p.Architecture, Variant: p.Variant}, pkg, dst)
+		err := gobin.CompilePackage(ctx, gobin.Options{ProjectRoot: m.src.Dir, GOOS: p.OS, GOARCH: p.Architecture, Variant: p.Variant}, pkg, dst)
 		if err != nil {
 			return nil, fmt.Errorf("binary %s: %w", n, err)
 		}

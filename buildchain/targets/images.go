@@ -25,7 +25,7 @@ import (
 
 // Images fetches the listed images and builds the local ones into the ISO
 // root, then hard-links identical blobs.
-func Images(ctx context.Context, b *build.Build) error {
+func Images(ctx context.Context, b *build.Session) error {
 	data, err := os.ReadFile(b.Cfg.ImagesFile)
 	if err != nil {
 		return fmt.Errorf("images: %w", err)
@@ -129,7 +129,7 @@ func Images(ctx context.Context, b *build.Build) error {
 
 // pruneImages removes image directories that the lists no longer name, and
 // the litter of interrupted runs, so the ISO never ships a stale image.
-func pruneImages(root string, keep map[string]bool, b *build.Build) error {
+func pruneImages(root string, keep map[string]bool, b *build.Session) error {
 	if b.Engine.Planning() { // steps, info: list, change nothing
 		return nil
 	}
@@ -171,7 +171,7 @@ func pruneImages(root string, keep map[string]bool, b *build.Build) error {
 // localImages builds the images defined under images/<name>/image.yaml,
 // after the static binaries they ship. It returns the names of their steps
 // and adds their directories to keep.
-func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[string]bool) ([]string, error) {
+func localImages(ctx context.Context, b *build.Session, f *oci.Fetcher, keep map[string]bool) ([]string, error) {
 	defs, err := imagebuild.LoadDir(filepath.Join(b.Cfg.ProjectRoot, "images"))
 	if err != nil || len(defs) == 0 {
 		return nil, err
@@ -250,7 +250,7 @@ func localImages(ctx context.Context, b *build.Build, f *oci.Fetcher, keep map[s
 // with the name of the step that built them. Several images share one
 // build. The variant is part of the name because it changes the code
 // (GOARM for arm/v6 and arm/v7).
-func Binaries(ctx context.Context, b *build.Build, p v1.Platform) (map[string]string, string, error) {
+func Binaries(ctx context.Context, b *build.Session, p v1.Platform) (map[string]string, string, error) {
 	root := b.Cfg.ProjectRoot
 	clis, err := gobin.Discover(root)
 	if err != nil {
@@ -292,7 +292,7 @@ func Binaries(ctx context.Context, b *build.Build, p v1.Platform) (map[string]st
 		Inputs:  inputs,
 		Outputs: outputs,
 		Run: func(ctx context.Context) error {
-			_, err := gobin.Build(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, GOOS: goos, GOARCH: goarch, Variant: variant, Jobs: b.Cfg.Jobs})
+			_, err := gobin.Compile(ctx, gobin.Options{ProjectRoot: root, OutDir: out, CLIs: clis, GOOS: goos, GOARCH: goarch, Variant: variant, Jobs: b.Cfg.Jobs})
 			return err
 		},
 	})

@@ -134,7 +134,7 @@ func (u *upstream) list(t *testing.T, dir string, names ...string) string {
 	return p
 }
 
-func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (*build.Build, *bytes.Buffer) {
+func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (*build.Session, *bytes.Buffer) {
 	t.Helper()
 	t.Setenv("BUILD_ROOT", filepath.Join(root, "dist"))
 	t.Setenv("IMAGE_MIRRORS", "docker.io="+u.host+",quay.io="+u.host)
@@ -170,7 +170,7 @@ func skopeo(t *testing.T, args ...string) []byte {
 	return out
 }
 
-func statuses(b *build.Build) map[step.Status]int {
+func statuses(b *build.Session) map[step.Status]int {
 	m := map[step.Status]int{}
 	for _, r := range b.Engine.Results() {
 		m[r.Status]++

@@ -17,7 +17,7 @@ import (
 // part finished first. Every part runs to its end even when another fails.
 // In a plan they run one after the other: a plan is cheap, and its steps
 // belong to the target that declares them first.
-func parallelParts(ctx context.Context, b *build.Build, parts ...Target) (missing []error, err error) {
+func parallelParts(ctx context.Context, b *build.Session, parts ...Target) (missing []error, err error) {
 	errs := make([]error, len(parts))
 	if b.Engine.Planning() || b.Cfg.Jobs <= 1 {
 		for i, p := range parts {

@@ -35,7 +35,7 @@ func TestParallelPartsStableErrors(t *testing.T) {
 		var ran atomic.Int32
 		release := make(chan struct{})
 		part := func(err error, wait bool) Target {
-			return func(context.Context, *build.Build) error {
+			return func(context.Context, *build.Session) error {
 				ran.Add(1)
 				if wait && jobs != "1" {
 					<-release // finishes after the others
@@ -44,7 +44,7 @@ func TestParallelPartsStableErrors(t *testing.T) {
 			}
 		}
 		boom1, boom2 := errors.New("boom1"), errors.New("boom2")
-		last := func(context.Context, *build.Build) error { ran.Add(1); close(release); return boom2 }
+		last := func(context.Context, *build.Session) error { ran.Add(1); close(release); return boom2 }
 		if jobs == "1" {
 			last = part(boom2, false)
 		}

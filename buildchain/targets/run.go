@@ -11,19 +11,19 @@ import (
 )
 
 // Target is a build target over one locked run.
-type Target func(context.Context, *build.Build) error
+type Target func(context.Context, *build.Session) error
 
 // Run runs target on a build of the project at projectRoot, logging to
 // stdout, and always writes the report and releases the lock. STEPS and
 // FORCE select and force steps (see applySubset).
 func Run(ctx context.Context, projectRoot string, target Target) error {
-	return build.Run(ctx, projectRoot, func(ctx context.Context, b *build.Build) error {
+	return build.Run(ctx, projectRoot, func(ctx context.Context, b *build.Session) error {
 		return RunSubset(ctx, b, target)
 	})
 }
 
 // RunSubset runs target on b, honouring b.Cfg.Steps and b.Cfg.Force.
-func RunSubset(ctx context.Context, b *build.Build, target Target) error {
+func RunSubset(ctx context.Context, b *build.Session, target Target) error {
 	if err := applySubset(ctx, b, target); err != nil {
 		return err
 	}

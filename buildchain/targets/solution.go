@@ -17,7 +17,7 @@ import (
 
 // Solution builds the example Solution archive (examples/solution) into the
 // build root, with its SHA256SUM line, as the step "solution:<name>-<version>".
-func Solution(ctx context.Context, b *build.Build) error {
+func Solution(ctx context.Context, b *build.Session) error {
 	root := b.Cfg.ProjectRoot
 	src := filepath.Join(root, solution.ExampleDir)
 	s, err := solution.LoadSource(src)
@@ -56,7 +56,7 @@ func Solution(ctx context.Context, b *build.Build) error {
 		// line there too, which must not make this step re-run.
 		Fingerprint: func() (string, error) { return iso.LookupSHA256SUM(sums, base) },
 		Run: func(ctx context.Context) error {
-			res, err := solution.Build(ctx, src, opts)
+			res, err := solution.BuildArchive(ctx, src, opts)
 			if err != nil {
 				return err
 			}

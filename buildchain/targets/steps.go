@@ -32,7 +32,7 @@ var GraphTargets = []struct {
 // they declare, with what it would do and why. A target that cannot even
 // declare its steps (its list is missing, a repository is unreachable) is
 // returned as an error beside the steps the others declared.
-func Plan(ctx context.Context, b *build.Build, targets ...string) ([]step.Planned, error) {
+func Plan(ctx context.Context, b *build.Session, targets ...string) ([]step.Planned, error) {
 	b.Engine.StartPlan()
 	var errs []error
 	for _, t := range GraphTargets {
@@ -202,7 +202,7 @@ func Closure(plan []step.Planned, pattern string) map[string]bool {
 // applySubset sets STEPS and FORCE on b's engine. With STEPS, target is
 // first planned to learn the graph, since steps declare their
 // dependencies only when they run.
-func applySubset(ctx context.Context, b *build.Build, target Target) error {
+func applySubset(ctx context.Context, b *build.Session, target Target) error {
 	if f := b.Cfg.Force; f != "" {
 		b.Engine.Force(func(n string) bool { return step.Match(f, n) })
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
-func planImages(t *testing.T, b *build.Build) map[string]step.Planned {
+func planImages(t *testing.T, b *build.Session) map[string]step.Planned {
 	t.Helper()
 	plan, err := Plan(context.Background(), b, "images")
 	if err != nil {
@@ -27,7 +27,7 @@ func planImages(t *testing.T, b *build.Build) map[string]step.Planned {
 	return m
 }
 
-func report(t *testing.T, b *build.Build) []step.Result {
+func report(t *testing.T, b *build.Session) []step.Result {
 	t.Helper()
 	var rep struct{ Steps []step.Result }
 	data, err := os.ReadFile(b.ReportPath())

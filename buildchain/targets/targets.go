@@ -24,12 +24,12 @@ import (
 )
 
 // Packaging builds the RPM repositories of the ISO root.
-func Packaging(ctx context.Context, b *build.Build) error {
-	return packaging.Packaging(ctx, PackagingOptions(b))
+func Packaging(ctx context.Context, b *build.Session) error {
+	return packaging.BuildRepos(ctx, PackagingOptions(b))
 }
 
 // PackagingOptions are the packaging options of the run b.
-func PackagingOptions(b *build.Build) packaging.Options {
+func PackagingOptions(b *build.Session) packaging.Options {
 	return packaging.Options{
 		ProjectRoot:    b.Cfg.ProjectRoot,
 		PackagesFile:   b.Cfg.PackagesFile,
@@ -51,13 +51,13 @@ func PackagingOptions(b *build.Build) packaging.Options {
 }
 
 // SaltTree deploys the Salt states into the ISO root.
-func SaltTree(ctx context.Context, b *build.Build) error {
+func SaltTree(ctx context.Context, b *build.Session) error {
 	return build.NotBuiltYet("saltTree: the Salt states are not part of this project yet", "no issue yet")
 }
 
 // PopulateIso fills the ISO root with everything that exists, and reports
 // each part that is missing instead of silently leaving it out.
-func PopulateIso(ctx context.Context, b *build.Build) error {
+func PopulateIso(ctx context.Context, b *build.Session) error {
 	missing, err := parallelParts(ctx, b, Images, Packaging, SaltTree)
 	if err != nil {
 		return err
@@ -71,7 +71,7 @@ func PopulateIso(ctx context.Context, b *build.Build) error {
 	return missingError(b.Log, missing)
 }
 
-func productTxt(ctx context.Context, b *build.Build) error {
+func productTxt(ctx context.Context, b *build.Session) error {
 	info, err := b.Info()
 	if err != nil {
 		return err
@@ -92,7 +92,7 @@ func productTxt(ctx context.Context, b *build.Build) error {
 // Iso builds the MetalK8s ISO from the ISO root. When parts of the root
 // are not built yet, the ISO is still written from what exists, and the
 // target fails naming what is missing, so no one mistakes it for complete.
-func Iso(ctx context.Context, b *build.Build) error {
+func Iso(ctx context.Context, b *build.Session) error {
 	populated := PopulateIso(ctx, b)
 	if populated != nil && !errors.Is(populated, build.ErrNotBuiltYet) {
 		return populated
@@ -146,7 +146,7 @@ func missingError(log io.Writer, missing []error) error {
 // and the mount point are Jinja placeholders.
 const RegistryConfigTemplate = solution.RegistryConfig
 
-func registryConfig(ctx context.Context, b *build.Build) error {
+func registryConfig(ctx context.Context, b *build.Session) error {
 	out := filepath.Join(b.Cfg.RootDir(), RegistryConfigTemplate)
 	// A build with no image at all still serves an (empty) registry.
 	if err := os.MkdirAll(b.ImagesDir(), 0o755); err != nil {

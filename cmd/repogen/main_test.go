@@ -14,7 +14,7 @@ import (
 
 func TestCLI(t *testing.T) {
 	dir := t.TempDir()
-	rpmtest.Copy(t, rpmtest.Build(t, rpmtest.Standard()...), dir)
+	rpmtest.Copy(t, rpmtest.BuildRPMs(t, rpmtest.Standard()...), dir)
 	key := rpmtest.GPGKey(t, "repo-signer", "rsa2048")
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	// Files newer than the epoch have their time clamped, and then only a

@@ -138,7 +138,7 @@ func build(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		*cache = filepath.Join(dir, "metalk8s-solution", "blobs")
 	}
-	res, err := solution.Build(ctx, src, solution.BuildOptions{
+	res, err := solution.BuildArchive(ctx, src, solution.BuildOptions{
 		Output: *out, CacheDir: *cache, Git: *git, Mirrors: mm, Insecure: insecure,
 		Platform: *platform, Log: stderr,
 	})

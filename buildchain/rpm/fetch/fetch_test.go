@@ -63,7 +63,7 @@ func sigTags(t *testing.T, path string) map[uint32]bool {
 // and with rpmkeys.
 func TestVerifyBothSignatureKinds(t *testing.T) {
 	key := rpmtest.GPGKey(t, "pkg-signer", "rsa2048")
-	src := rpmtest.Build(t, rpmtest.Standard()...)
+	src := rpmtest.BuildRPMs(t, rpmtest.Standard()...)
 	r := ring(t, key)
 	for _, v3 := range []bool{false, true} {
 		dir := rpmtest.Sign(t, key, src, v3)
@@ -117,7 +117,7 @@ func tamper(t *testing.T, src, name string, at func(rp *rpmfile.Package, size in
 func TestVerifyRejects(t *testing.T) {
 	key := rpmtest.GPGKey(t, "pkg-signer", "rsa2048")
 	other := rpmtest.GPGKey(t, "other-signer", "rsa2048")
-	src := rpmtest.Build(t, rpmtest.Standard()...)
+	src := rpmtest.BuildRPMs(t, rpmtest.Standard()...)
 	r := ring(t, key)
 	payload := func(rp *rpmfile.Package, size int64) int64 { return size - 10 }
 	header := func(rp *rpmfile.Package, size int64) int64 { return rp.HeaderEnd - 50 } // in the header store
@@ -143,7 +143,7 @@ func TestVerifyRejects(t *testing.T) {
 
 func TestVerifyExpiredKey(t *testing.T) {
 	key := rpmtest.GPGKey(t, "expired", "rsa2048")
-	signed := rpmtest.Sign(t, key, rpmtest.Build(t, rpmtest.Standard()...), false)
+	signed := rpmtest.Sign(t, key, rpmtest.BuildRPMs(t, rpmtest.Standard()...), false)
 	p := filepath.Join(signed, "gamma-0.1-1.x86_64.rpm")
 	_, err := VerifyRPM(p, ring(t, key), time.Now())
 	if err == nil || !strings.Contains(err.Error(), "expired") {
@@ -218,7 +218,7 @@ func items(t *testing.T, dir, base string, r *pgp.Keyring) []Item {
 // parallel, then finds them in the cache.
 func TestFetchFromNginx(t *testing.T) {
 	key := rpmtest.GPGKey(t, "pkg-signer", "rsa2048")
-	dir := rpmtest.Sign(t, key, rpmtest.Build(t, rpmtest.Standard()...), true)
+	dir := rpmtest.Sign(t, key, rpmtest.BuildRPMs(t, rpmtest.Standard()...), true)
 	n := testenv.StartNginx(t, testenv.NginxConfig{Server: "root " + dir + ";"})
 	f := &Fetcher{Dir: t.TempDir(), Jobs: 3}
 	its := items(t, dir, n.URL, ring(t, key))
@@ -242,7 +242,7 @@ func TestFetchFromNginx(t *testing.T) {
 
 func TestFetchBadChecksumAndResume(t *testing.T) {
 	key := rpmtest.GPGKey(t, "pkg-signer", "rsa2048")
-	dir := rpmtest.Sign(t, key, rpmtest.Build(t, rpmtest.Standard()...), false)
+	dir := rpmtest.Sign(t, key, rpmtest.BuildRPMs(t, rpmtest.Standard()...), false)
 	data, _ := os.ReadFile(filepath.Join(dir, "alpha-1.0-1.x86_64.rpm"))
 	var cut atomic.Bool
 	cut.Store(true)
@@ -289,7 +289,7 @@ func TestFetchBadChecksumAndResume(t *testing.T) {
 	assertEmpty(t, f2.Dir)
 
 	// Unsigned package where signatures are required: refused, not kept.
-	src := rpmtest.Build(t, rpmtest.Standard()...)
+	src := rpmtest.BuildRPMs(t, rpmtest.Standard()...)
 	f3 := &Fetcher{Dir: t.TempDir(), Jobs: 2}
 	_, err = f3.Fetch(context.Background(), items(t, src, "file://"+src, ring(t, key)))
 	if err == nil || !strings.Contains(err.Error(), "not signed") || !strings.Contains(err.Error(), "from repo fixture") {

@@ -107,9 +107,9 @@ type run struct {
 	signer *pgp.Signer
 }
 
-// Packaging builds the RPM repositories of the ISO root. It is what the
+// BuildRepos builds the RPM repositories of the ISO root. It is what the
 // `packaging` mage target runs.
-func Packaging(ctx context.Context, opts Options) error {
+func BuildRepos(ctx context.Context, opts Options) error {
 	r := &run{opts: opts, client: &http.Client{Timeout: 10 * time.Minute}, cache: opts.CacheDir, epoch: opts.Epoch.UTC()}
 	list, err := pkglist.Load(opts.PackagesFile)
 	if err != nil {

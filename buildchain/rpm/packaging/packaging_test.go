@@ -32,7 +32,7 @@ func newFixture(t *testing.T, sets string) *fixture {
 	createrepo := testenv.Need(t, "createrepo_c")[0]
 	pkgKey := rpmtest.GPGKey(t, "pkg-signer", "rsa2048")
 	f := &fixture{root: t.TempDir(), signKey: rpmtest.GPGKey(t, "repo-signer", "rsa2048")}
-	all := rpmtest.Sign(t, pkgKey, rpmtest.Build(t, rpmtest.Standard()...), false)
+	all := rpmtest.Sign(t, pkgKey, rpmtest.BuildRPMs(t, rpmtest.Standard()...), false)
 	up := filepath.Join(f.root, "upstream")
 	f.baseDir = filepath.Join(f.root, "base")
 	for _, d := range []string{up, f.baseDir} {
@@ -100,7 +100,7 @@ func (f *fixture) config(t *testing.T, buildRoot string) *config.Config {
 func runPackaging(t *testing.T, cfg *config.Config) ([]step.Result, error) {
 	t.Helper()
 	e := step.New(cfg.BuildRoot, io.Discard)
-	err := Packaging(context.Background(), Options{
+	err := BuildRepos(context.Background(), Options{
 		ProjectRoot:    cfg.ProjectRoot,
 		PackagesFile:   cfg.PackagesFile,
 		RepoMirrors:    cfg.RepoMirrors,

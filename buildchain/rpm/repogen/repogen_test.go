@@ -169,7 +169,7 @@ true
 // list, file lists, changelogs, sizes and header ranges.
 func TestEquivalentToCreaterepo(t *testing.T) {
 	createrepo := testenv.Need(t, "createrepo_c")[0]
-	src := rpmtest.Build(t, manySpecs()...)
+	src := rpmtest.BuildRPMs(t, manySpecs()...)
 	ours, theirs := t.TempDir(), t.TempDir()
 	rpmtest.Copy(t, src, ours)
 	rpmtest.Copy(t, src, theirs)
@@ -240,7 +240,7 @@ func touchAll(t *testing.T, dir string, tm time.Time) {
 // give the same bytes, that an update after one changed package reuses
 // every other entry, and that its result equals a full run's.
 func TestDeterministicAndIncremental(t *testing.T) {
-	src := rpmtest.Build(t, rpmtest.Standard()...)
+	src := rpmtest.BuildRPMs(t, rpmtest.Standard()...)
 	a, b := t.TempDir(), t.TempDir()
 	rpmtest.Copy(t, src, a)
 	rpmtest.Copy(t, src, b)
@@ -264,7 +264,7 @@ func TestDeterministicAndIncremental(t *testing.T) {
 	}
 
 	// Replace gamma by a new build of a different version.
-	gamma2 := rpmtest.Build(t, rpmtest.Spec{Name: "gamma", Version: "0.2", Release: "1", Arch: "x86_64", Body: "%install\nmkdir -p %{buildroot}/usr/sbin\necho g2 > %{buildroot}/usr/sbin/gamma-helper\n%files\n/usr/sbin/gamma-helper\n"})
+	gamma2 := rpmtest.BuildRPMs(t, rpmtest.Spec{Name: "gamma", Version: "0.2", Release: "1", Arch: "x86_64", Body: "%install\nmkdir -p %{buildroot}/usr/sbin\necho g2 > %{buildroot}/usr/sbin/gamma-helper\n%files\n/usr/sbin/gamma-helper\n"})
 	for _, d := range []string{a, b} {
 		os.Remove(filepath.Join(d, "gamma-0.1-1.x86_64.rpm"))
 		rpmtest.Copy(t, gamma2, d)
@@ -311,7 +311,7 @@ func TestSignatureVerifiesWithGPG(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	rpmtest.Copy(t, rpmtest.Build(t, rpmtest.Standard()...), dir)
+	rpmtest.Copy(t, rpmtest.BuildRPMs(t, rpmtest.Standard()...), dir)
 	generate(t, dir, repogen.Options{Sign: func(md []byte) ([]byte, error) { return signer.SignArmored(md, epoch) }})
 	home := t.TempDir()
 	run := func(args ...string) {
@@ -335,7 +335,7 @@ func TestDnfInstalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signed := rpmtest.Sign(t, key, rpmtest.Build(t, rpmtest.Standard()...), false)
+	signed := rpmtest.Sign(t, key, rpmtest.BuildRPMs(t, rpmtest.Standard()...), false)
 	dir := t.TempDir()
 	rpmtest.Copy(t, signed, dir)
 	generate(t, dir, repogen.Options{Sign: func(md []byte) ([]byte, error) { return signer.SignArmored(md, epoch) }})
@@ -373,7 +373,7 @@ gpgkey=file://%s
 // was there stays complete and untouched.
 func TestBadInput(t *testing.T) {
 	dir := t.TempDir()
-	rpmtest.Copy(t, rpmtest.Build(t, rpmtest.Standard()...), dir)
+	rpmtest.Copy(t, rpmtest.BuildRPMs(t, rpmtest.Standard()...), dir)
 	generate(t, dir, repogen.Options{})
 	before := repodataFiles(t, dir)
 	bad := filepath.Join(dir, "zz-corrupt-1-1.x86_64.rpm")
@@ -402,7 +402,7 @@ func TestBadInput(t *testing.T) {
 // replace the repodata: it must always be there and complete.
 func TestReadersNeverSeeHalfRepodata(t *testing.T) {
 	dir := t.TempDir()
-	rpmtest.Copy(t, rpmtest.Build(t, rpmtest.Standard()...), dir)
+	rpmtest.Copy(t, rpmtest.BuildRPMs(t, rpmtest.Standard()...), dir)
 	generate(t, dir, repogen.Options{})
 	var stop atomic.Bool
 	var wg sync.WaitGroup

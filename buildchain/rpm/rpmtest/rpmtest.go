@@ -90,9 +90,9 @@ func digest(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))[:20]
 }
 
-// Build builds specs with rpmbuild and returns a directory holding the
+// BuildRPMs builds specs with rpmbuild and returns a directory holding the
 // RPMs (flat, named by Spec.File). Builds are cached by spec content.
-func Build(t testing.TB, specs ...Spec) string {
+func BuildRPMs(t testing.TB, specs ...Spec) string {
 	t.Helper()
 	rpmbuild := testenv.Need(t, "rpmbuild")[0]
 	var texts []string
