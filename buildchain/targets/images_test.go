@@ -144,6 +144,15 @@ func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
+	b, log := openSession(t, root)
+	t.Cleanup(func() { b.Close() })
+	return b, log
+}
+
+// openSession opens a run of the project at root, configured from the
+// environment, logging to the buffer it returns. The caller closes it.
+func openSession(t *testing.T, root string) (*build.Session, *bytes.Buffer) {
+	t.Helper()
 	cfg, err := config.Load(root)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +162,6 @@ func (u *upstream) openBuild(t *testing.T, root string, env map[string]string) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
 	return b, &log
 }
 
@@ -457,18 +465,10 @@ func TestMetalK8sUtilsImage(t *testing.T) {
 	t.Setenv("BUILD_ROOT", filepath.Join(tmp, "dist"))
 	t.Setenv("IMAGES_FILE", list)
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
-	cfg, err := config.Load(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var log bytes.Buffer
-	b, err := build.OpenConfig(cfg, &log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, log := openSession(t, root)
 	defer b.Close()
 	if err := Images(context.Background(), b); err != nil {
-		t.Fatalf("%v\n%s", err, &log)
+		t.Fatalf("%v\n%s", err, log)
 	}
 	info, _ := b.Info()
 	dir := filepath.Join(b.ImagesDir(), "metalk8s-utils", info.Version.String())

@@ -1,7 +1,6 @@
 package targets
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"os"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/metalk8s/buildchain/buildchain/build"
-	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -55,25 +52,17 @@ func TestSolutionTargetIsAStep(t *testing.T) {
 	t.Setenv("IMAGE_MIRRORS", "")
 	run := func() (step.Result, string) {
 		t.Helper()
-		cfg, err := config.Load(root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var log bytes.Buffer
-		b, err := build.OpenConfig(cfg, &log)
-		if err != nil {
-			t.Fatal(err)
-		}
+		b, log := openSession(t, root)
 		defer b.Close()
 		if err := Solution(context.Background(), b); err != nil {
-			t.Fatalf("%v\n%s", err, &log)
+			t.Fatalf("%v\n%s", err, log)
 		}
 		res := b.Engine.Results()
 		if len(res) != 1 || res[0].Step != "solution:example-solution-1.0.0" {
 			t.Fatalf("results %+v", res)
 		}
 		if !strings.Contains(log.String(), res[0].Step) {
-			t.Fatalf("no report line for %s:\n%s", res[0].Step, &log)
+			t.Fatalf("no report line for %s:\n%s", res[0].Step, log)
 		}
 		return res[0], log.String()
 	}
