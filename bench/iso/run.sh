@@ -7,6 +7,12 @@
 #
 # RUNS=N rounds (default 3). Prints a Markdown table and the ratios;
 # needs /usr/bin/time, xorriso, genisoimage, openssl, go.
+#
+# MKISO=BIN times that binary instead of building cmd/mkiso; MKISO_OLD=BIN
+# also times a second binary (rows "old mkiso ...") in every round, for an
+# interleaved before/after comparison. BENCH_LOCK=FILE takes flock(1) on
+# FILE around each timed run (the wait is not timed), so that benchmarks
+# of other sessions do not overlap it.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,7 +23,13 @@ out=$work/out
 mkdir -p "$out"
 trap 'rm -rf "$out"' EXIT
 
-(cd "$repo" && go build -o "$work/mkiso" ./cmd/mkiso)
+if [ -n "${MKISO:-}" ]; then
+	cp "$MKISO" "$work/mkiso"
+else
+	(cd "$repo" && go build -o "$work/mkiso" ./cmd/mkiso)
+fi
+lock=()
+if [ -n "${BENCH_LOCK:-}" ]; then lock=(flock "$BENCH_LOCK"); fi
 
 if [ ! -e "$tree/.done" ]; then
 	rm -rf "$tree"
@@ -61,7 +73,7 @@ once() {
 	shift
 	rm -f "$out"/*
 	sync
-	/usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" || {
+	"${lock[@]}" /usr/bin/time -f '%e %M %U %S' -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" || {
 		cat "$work/stderr.txt" >&2
 		exit 1
 	}
@@ -88,6 +100,11 @@ for _ in $(seq "$runs"); do
 	once mkiso "${mk[@]}" "$tree"
 	once "mkiso -no-sha256sum" "${mk[@]}" -no-sha256sum "$tree"
 	once "mkiso -implantisomd5" "${mk[@]}" -implantisomd5 "$tree"
+	if [ -n "${MKISO_OLD:-}" ]; then
+		once "old mkiso" "$MKISO_OLD" "${mk[@]:1}" "$tree"
+		once "old mkiso -no-sha256sum" "$MKISO_OLD" "${mk[@]:1}" -no-sha256sum "$tree"
+		once "old mkiso -implantisomd5" "$MKISO_OLD" "${mk[@]:1}" -implantisomd5 "$tree"
+	fi
 	once xorriso xorriso -as mkisofs -quiet -R -J -joliet-long -iso-level 3 -V 'MetalK8s 2.0.0' -o "$out/o.iso" "$tree"
 	once genisoimage "${gi[@]}"
 	once "genisoimage + sha256" sh -c "\"\$@\" && $(sha o.iso)" sh "${gi[@]}"
@@ -107,7 +124,7 @@ awk -F'\t' '{printf "| %s | %.2f | %.2f | %.2f | %.1f | %s |\n", $1, $2, $3, $6,
 echo
 echo "Ratios to cat, xorriso, genisoimage:"
 awk -F'\t' '{best[$1]=$2; med[$1]=$3; cpu[$1]=$6} END {
-	for (t in best) if (t ~ /^mkiso/) printf "- %s: best wall %.2fx, %.2fx, %.2fx; median wall %.2fx, %.2fx, %.2fx; CPU %.2fx, %.2fx, %.2fx\n", t,
+	for (t in best) if (t ~ /mkiso/) printf "- %s: best wall %.2fx, %.2fx, %.2fx; median wall %.2fx, %.2fx, %.2fx; CPU %.2fx, %.2fx, %.2fx\n", t,
 		best[t]/best["cat"], best[t]/best["xorriso"], best[t]/best["genisoimage"],
 		med[t]/med["cat"], med[t]/med["xorriso"], med[t]/med["genisoimage"],
 		cpu[t]/cpu["cat"], cpu[t]/cpu["xorriso"], cpu[t]/cpu["genisoimage"] }' "$work/results.tsv" | sort
@@ -116,4 +133,7 @@ echo "Default mode (image + SHA256SUM) against the same work by the peers:"
 awk -F'\t' '{best[$1]=$2; med[$1]=$3; cpu[$1]=$6} END {
 	g = "genisoimage + sha256"; c = "cat + sha256"
 	printf "- mkiso to %s: best wall %.2fx, median wall %.2fx, CPU %.2fx\n", g, best["mkiso"]/best[g], med["mkiso"]/med[g], cpu["mkiso"]/cpu[g]
-	printf "- mkiso to %s: best wall %.2fx, median wall %.2fx, CPU %.2fx\n", c, best["mkiso"]/best[c], med["mkiso"]/med[c], cpu["mkiso"]/cpu[c] }' "$work/results.tsv"
+	printf "- mkiso to %s: best wall %.2fx, median wall %.2fx, CPU %.2fx\n", c, best["mkiso"]/best[c], med["mkiso"]/med[c], cpu["mkiso"]/cpu[c]
+	if ("old mkiso" in best) for (t in best) if (t ~ /^mkiso/) {
+		o = "old " t
+		printf "- %s, new to old: best wall %.2fx, median wall %.2fx, CPU %.2fx\n", t, best[t]/best[o], med[t]/med[o], cpu[t]/cpu[o] } }' "$work/results.tsv"
