@@ -172,9 +172,10 @@ func moduleOrder(modDir string, names []string) ([]string, error) {
 // initScript is the guest's /init. It loads the modules, waits for the
 // CD-ROM, and for each mount option set on the command line (guest_mounts=
 // "ro;ro,norock") mounts it and lists every entry on ttyS1, a serial port
-// that carries nothing else. Each entry is one line: type, octal mode,
-// size, link count, then the hex of the sha256 (files) or the link target
-// (symlinks), then the hex of the path: names may hold any byte but '/'.
+// that carries nothing else: "S <hex st_mode> <size> <nlink> ./<path>" for
+// every entry, "H <sha256>  ./<path>" for files and "L <hex target>
+// ./<path>" for symlinks. Paths come last, so they may hold spaces; a
+// newline in a name makes a line the parser rejects.
 const initScript = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -190,7 +191,6 @@ while [ ! -b /dev/sr0 ]; do
 	n=$((n+1)); [ $n -gt 600 ] && fail "no /dev/sr0"
 	sleep 0.1
 done
-hexof() { printf %s "$1" | od -An -tx1 -v | tr -d ' \n'; }
 opts=$(sed -n 's/.*guest_mounts=\([^ ]*\).*/\1/p' /proc/cmdline)
 IFS=';'
 for o in $opts; do
@@ -198,13 +198,12 @@ for o in $opts; do
 	mount -t iso9660 -o "$o" /dev/sr0 /mnt || fail "mount -o $o"
 	say "=MOUNT $o"
 	cd /mnt
-	find . -mindepth 1 | while IFS= read -r p; do
-		set -- $(stat -c '%f %s %h' "$p")
-		mode=$((0x$1)); size=$2; nlink=$3
-		if [ -L "$p" ]; then t=l; x=$(hexof "$(readlink "$p")"); x=${x:--}
-		elif [ -d "$p" ]; then t=d; x=-
-		else t=f; x=$(sha256sum "$p" | cut -d' ' -f1); fi
-		say "$t $(printf %o $((mode & 07777))) $size $nlink $x $(hexof "${p#./}")"
+	# Batches, not a process per file: under TCG each exec costs.
+	find . -mindepth 1 -exec stat -c 'S %f %s %h %n' {} + > $out
+	find . -type f -exec sha256sum {} + | sed 's/^/H /' > $out
+	find . -type l | while IFS= read -r p; do
+		x=$(printf %s "$(readlink "$p")" | od -An -tx1 -v | tr -d ' \n')
+		say "L ${x:--} $p"
 	done
 	cd /
 	umount /mnt || fail "umount -o $o"
@@ -372,17 +371,26 @@ func parseGuestListing(out []byte, mountOptions []string) ([]GuestListing, error
 			listings = append(listings, GuestListing{Options: line[len("=MOUNT "):], Entries: map[string]GuestEntry{}})
 			cur = &listings[len(listings)-1]
 		case strings.HasPrefix(line, "=END "):
+			if cur == nil {
+				return nil, fmt.Errorf("%s: %q outside a listing", where, line)
+			}
+			for p, e := range cur.Entries {
+				if e.Type == 0 {
+					return nil, fmt.Errorf("%s: %s was hashed or read as a link but not listed", where, p)
+				}
+				if e.Type == 'f' && e.SHA256 == "" {
+					return nil, fmt.Errorf("%s: file %s has no sha256", where, p)
+				}
+			}
 			cur = nil
 		case line == "=DONE":
 			done = true
 		case cur == nil:
 			return nil, fmt.Errorf("%s: %q outside a listing", where, line)
 		default:
-			e, err := parseGuestEntry(line)
-			if err != nil {
+			if err := cur.add(line); err != nil {
 				return nil, fmt.Errorf("%s: %v", where, err)
 			}
-			cur.Entries[e.Path] = e
 		}
 	}
 	if !done || cur != nil || len(listings) != len(mountOptions) {
@@ -391,29 +399,58 @@ func parseGuestListing(out []byte, mountOptions []string) ([]GuestListing, error
 	return listings, nil
 }
 
-func parseGuestEntry(line string) (GuestEntry, error) {
-	f := strings.Fields(line)
-	if len(f) != 6 || len(f[0]) != 1 || !strings.Contains("fdl", f[0]) {
-		return GuestEntry{}, fmt.Errorf("malformed entry %q", line)
-	}
-	e := GuestEntry{Type: f[0][0]}
-	perm, err1 := strconv.ParseUint(f[1], 8, 32)
-	size, err2 := strconv.ParseInt(f[2], 10, 64)
-	nlink, err3 := strconv.Atoi(f[3])
-	path, err4 := hex.DecodeString(f[5])
-	if err := errors.Join(err1, err2, err3, err4); err != nil {
-		return GuestEntry{}, fmt.Errorf("malformed entry %q: %v", line, err)
-	}
-	e.Perm, e.Size, e.Nlink, e.Path = fs.FileMode(perm&0o777), size, nlink, string(path)
-	switch e.Type {
-	case 'f':
-		e.SHA256 = f[4]
-	case 'l':
-		target, err := hex.DecodeString(strings.TrimPrefix(f[4], "-"))
-		if err != nil {
-			return GuestEntry{}, fmt.Errorf("malformed entry %q: %v", line, err)
+func (l *GuestListing) add(line string) error {
+	bad := func(err error) error { return fmt.Errorf("malformed entry %q: %v", line, err) }
+	f := strings.SplitN(line, " ", 5)
+	rel := func(p string) (string, error) {
+		if !strings.HasPrefix(p, "./") || len(p) < 3 {
+			return "", errors.New("path not under ./")
 		}
-		e.Target = string(target)
+		return p[2:], nil
 	}
-	return e, nil
+	switch {
+	case f[0] == "S" && len(f) == 5:
+		mode, err1 := strconv.ParseUint(f[1], 16, 32)
+		size, err2 := strconv.ParseInt(f[2], 10, 64)
+		nlink, err3 := strconv.Atoi(f[3])
+		p, err4 := rel(f[4])
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return bad(err)
+		}
+		e := l.Entries[p]
+		switch mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			e.Type = 'f'
+		case syscall.S_IFDIR:
+			e.Type = 'd'
+		case syscall.S_IFLNK:
+			e.Type = 'l'
+		default:
+			return bad(fmt.Errorf("file type %o", mode&syscall.S_IFMT))
+		}
+		e.Path, e.Perm, e.Size, e.Nlink = p, fs.FileMode(mode&0o777), size, nlink
+		l.Entries[p] = e
+	case f[0] == "H" && len(f) >= 3:
+		// sha256sum separates the digest and the name with two spaces.
+		sum, name, ok := strings.Cut(line[2:], "  ")
+		p, err := rel(name)
+		if !ok || len(sum) != 64 || err != nil {
+			return bad(err)
+		}
+		e := l.Entries[p]
+		e.SHA256 = sum
+		l.Entries[p] = e
+	case f[0] == "L" && len(f) >= 3:
+		target, err1 := hex.DecodeString(strings.TrimPrefix(f[1], "-"))
+		p, err2 := rel(line[len("L ")+len(f[1])+1:])
+		if err := errors.Join(err1, err2); err != nil {
+			return bad(err)
+		}
+		e := l.Entries[p]
+		e.Target = string(target)
+		l.Entries[p] = e
+	default:
+		return bad(errors.New("unknown line"))
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,4 +31,29 @@ func TestKernelListsISO(t *testing.T) {
 		t.Fatalf("%v\nconsole:\n%s", err, console)
 	}
 	t.Logf("%+v", ls)
+}
+
+func TestParseGuestListing(t *testing.T) {
+	good := "=MOUNT ro\r\nS 41ed 2048 2 ./a dir\r\nS 81a4 3 1 ./a dir/f x\r\nH " + strings.Repeat("ab", 32) + "  ./a dir/f x\r\nS a1ff 1 1 ./l\r\nL 2e2e -\r\n=END ro\r\n=DONE\r\n"
+	good = strings.Replace(good, "L 2e2e -", "L 2e2e ./l", 1)
+	ls, err := parseGuestListing([]byte(good), []string{"ro"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := ls[0].Entries
+	if e["a dir"].Type != 'd' || e["a dir"].Perm != 0o755 || e["a dir/f x"].Size != 3 || e["a dir/f x"].SHA256 != strings.Repeat("ab", 32) || e["l"].Target != ".." {
+		t.Errorf("parsed %+v", e)
+	}
+	for name, bad := range map[string]string{
+		"no DONE":      "=MOUNT ro\nS 41ed 2048 2 ./d\n=END ro\n",
+		"missing sha":  "=MOUNT ro\nS 81a4 3 1 ./f\n=END ro\n=DONE\n",
+		"not listed":   "=MOUNT ro\nH " + strings.Repeat("ab", 32) + "  ./f\n=END ro\n=DONE\n",
+		"guest failed": "=FAIL mount -o ro\n",
+		"garbage":      "=MOUNT ro\nS zz 1 1 ./f\n=END ro\n=DONE\n",
+		"outside":      "S 81a4 3 1 ./f\n=DONE\n",
+	} {
+		if _, err := parseGuestListing([]byte(bad), []string{"ro"}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
 }
