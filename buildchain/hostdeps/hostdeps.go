@@ -32,9 +32,12 @@ var TestPackages = []string{
 	"python3-jinja2",   // renders registry-config.inc.j2 as MetalK8s does
 	"uidmap",           // podman's rootless helpers are looked up even as root
 	"fuse-overlayfs",
-	"wrk",       // benchmarks: HTTP load
-	"hyperfine", // benchmarks: timing whole commands
-	"time",      // /usr/bin/time -v for peak RSS
+	"linux-image-amd64", // the kernel that mounts ISOs under qemu (its isofs is the installer's reader)
+	"qemu-system-x86",   // qemu-system-x86_64, software emulation
+	"busybox-static",    // the qemu guest's only program
+	"wrk",               // benchmarks: HTTP load
+	"hyperfine",         // benchmarks: timing whole commands
+	"time",              // /usr/bin/time -v for peak RSS
 }
 
 // Missing returns the packages of pkgs that dpkg does not report installed.
