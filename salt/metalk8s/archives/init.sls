@@ -1,0 +1,22 @@
+{#- The MetalK8s ISOs named in bootstrap.yaml (archives:), each mounted
+    persistently at /srv/scality/metalk8s-<version>. The pillar lists them
+    with the version read from each ISO's product.txt. #}
+{%- from 'metalk8s/map.jinja' import metalk8s with context %}
+
+{%- for archive in metalk8s.archives %}
+{%- set mountpoint = '/srv/scality/metalk8s-' ~ archive.version %}
+
+Mount MetalK8s {{ archive.version }}:
+  mount.mounted:
+    - name: {{ mountpoint }}
+    - device: {{ archive.path }}
+    - fstype: iso9660
+    - opts: ro,nofail
+    - mkmnt: true
+    - persist: true
+{%- else %}
+
+No MetalK8s archive configured:
+  test.show_notification:
+    - text: bootstrap.yaml names no archives
+{%- endfor %}
