@@ -9,7 +9,7 @@ include:
 Install container-selinux:
   pkg.installed:
     - name: container-selinux
-    - version: {{ pkg_version('container-selinux') }}
+    - version: "{{ pkg_version('container-selinux') }}"
     - fromrepo: metalk8s-{{ versions.packages['container-selinux'].repo }}
     - require:
       - pkgrepo: Configure the {{ versions.packages['container-selinux'].repo }} repository
@@ -17,7 +17,7 @@ Install container-selinux:
 Install containerd:
   pkg.installed:
     - name: containerd
-    - version: {{ pkg_version('containerd') }}
+    - version: "{{ pkg_version('containerd') }}"
     - fromrepo: metalk8s-{{ versions.packages.containerd.repo }}
     - require:
       - pkg: Install container-selinux

@@ -10,7 +10,7 @@ include:
 Install {{ name }}:
   pkg.installed:
     - name: {{ name }}
-    - version: {{ pkg_version(name) }}
+    - version: "{{ pkg_version(name) }}"
     - fromrepo: metalk8s-{{ versions.packages[name].repo }}
     - require:
       - pkgrepo: Configure the {{ versions.packages[name].repo }} repository
