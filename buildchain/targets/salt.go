@@ -12,10 +12,14 @@ import (
 // data they read. versions.json records the packages packaging resolved,
 // so packaging runs first: its resolution writes resolved.json, which is
 // an input of the saltTree step (its populate step is skipped when up to
-// date).
+// date). A plan does not resolve again: the packaging target, planned
+// before it, has declared its steps, and saltTree's plan reads the
+// resolved.json that exists.
 func SaltTree(ctx context.Context, b *build.Session) error {
-	if err := Packaging(ctx, b); err != nil {
-		return err
+	if !b.Engine.Planning() {
+		if err := Packaging(ctx, b); err != nil {
+			return err
+		}
 	}
 	info, err := b.Info()
 	if err != nil {
