@@ -26,7 +26,7 @@ Configure the registry for Solution {{ id }}:
     - makedirs: true
     - context:
         repository: {{ id }}
-        registry_root: /srv/scality
+        registry_root: /srv/scality/{{ id }}/images
     - require:
       - mount: Mount Solution {{ id }}
 {%- endfor %}
