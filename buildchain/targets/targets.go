@@ -50,15 +50,11 @@ func PackagingOptions(b *build.Session) packaging.Options {
 	}
 }
 
-// SaltTree deploys the Salt states into the ISO root.
-func SaltTree(ctx context.Context, b *build.Session) error {
-	return build.NotBuiltYet("saltTree: the Salt states are not part of this project yet", "no issue yet")
-}
-
 // PopulateIso fills the ISO root with everything that exists, and reports
 // each part that is missing instead of silently leaving it out.
 func PopulateIso(ctx context.Context, b *build.Session) error {
-	missing, err := parallelParts(ctx, b, Images, Packaging, SaltTree)
+	// SaltTree runs Packaging first: versions.json needs its resolution.
+	missing, err := parallelParts(ctx, b, Images, SaltTree)
 	if err != nil {
 		return err
 	}
