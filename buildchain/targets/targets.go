@@ -97,6 +97,9 @@ func Iso(ctx context.Context, b *build.Session) error {
 	if populated != nil && !errors.Is(populated, build.ErrNotBuiltYet) {
 		return populated
 	}
+	if err := beforeIso(ctx, b); err != nil {
+		return err
+	}
 	info, err := b.Info()
 	if err != nil {
 		return err

@@ -1,0 +1,119 @@
+package targets
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/buildchain/isomanifest"
+	"github.com/metalk8s/buildchain/buildchain/step"
+	"github.com/metalk8s/buildchain/internal/testenv"
+)
+
+// integrityBuild builds the ISO of a small project against a local
+// upstream and returns the session's build root and ISO path.
+func integrityBuild(t *testing.T, env map[string]string) (buildRoot, isoPath, log string) {
+	t.Helper()
+	testenv.Need(t, "skopeo")
+	u := startUpstream(t)
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
+	list := u.list(t, root, "library/alpha", "library/beta")
+	writePackages(t, root)
+	if env == nil {
+		env = map[string]string{}
+	}
+	env["IMAGES_FILE"] = list
+	b, buf := u.openBuild(t, root, env)
+	Iso(context.Background(), b)
+	b.Close()
+	if _, err := os.Stat(b.IsoPath()); err != nil {
+		t.Fatalf("no ISO: %v\n%s", err, buf)
+	}
+
+	// Nothing changed: the integrity steps are up to date too.
+	b2, buf2 := u.openBuild(t, root, env)
+	Iso(context.Background(), b2)
+	for _, r := range b2.Engine.Results() {
+		if r.Status != step.UpToDate {
+			t.Errorf("re-run: %s %s\n%s", r.Step, r.Status, buf2)
+		}
+	}
+	b2.Close()
+	return b.Cfg.BuildRoot, b.IsoPath(), buf.String()
+}
+
+func openISO(t *testing.T, p string) *iso.Image {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	fi, _ := f.Stat()
+	im, err := iso.Open(f, fi.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return im
+}
+
+func TestIsoManifest(t *testing.T) {
+	buildRoot, isoPath, _ := integrityBuild(t, nil)
+	rootDir := filepath.Join(buildRoot, "root")
+	data, err := os.ReadFile(filepath.Join(rootDir, isomanifest.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := isomanifest.Parse(isomanifest.Name, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]bool{}
+	for _, e := range entries {
+		paths[e.Path] = true
+	}
+	for _, want := range []string{"product.txt", "packages/redhat/metalk8s/hello-1.0-1.noarch.rpm", "images/alpha/1.0/manifest.json", "registry-config.inc.j2"} {
+		if !paths[want] {
+			t.Errorf("manifest lacks %s:\n%s", want, data)
+		}
+	}
+	if err := isomanifest.VerifyFS(os.DirFS(rootDir)); err != nil {
+		t.Fatalf("the build tree: %v", err)
+	}
+	im := openISO(t, isoPath)
+	if err := isomanifest.VerifyFS(im.FS()); err != nil {
+		t.Fatalf("the ISO's Rock Ridge tree: %v", err)
+	}
+
+	// A flipped byte inside the ISO is found and named.
+	var target *iso.Entry
+	for _, e := range im.Entries() {
+		if e.Path() == "product.txt" {
+			target = e
+		}
+	}
+	if target == nil || len(target.Extents()) == 0 {
+		t.Fatal("product.txt not found in the ISO")
+	}
+	raw, _ := os.ReadFile(isoPath)
+	raw[int64(target.Extents()[0].LBA)*2048] ^= 1
+	bad := filepath.Join(t.TempDir(), "bad.iso")
+	os.WriteFile(bad, raw, 0o644)
+	err = isomanifest.VerifyFS(openISO(t, bad).FS())
+	if err == nil || !strings.Contains(err.Error(), "product.txt: sha256") {
+		t.Fatalf("flipped byte in product.txt: %v", err)
+	}
+
+	// A missing and an extra file in the tree are named.
+	os.Remove(filepath.Join(rootDir, "images/alpha/1.0/manifest.json"))
+	os.WriteFile(filepath.Join(rootDir, "images/stray"), []byte("x"), 0o644)
+	err = isomanifest.VerifyFS(os.DirFS(rootDir))
+	if err == nil || !strings.Contains(err.Error(), "images/alpha/1.0/manifest.json: listed in the manifest but missing") ||
+		!strings.Contains(err.Error(), "images/stray: not in the manifest") {
+		t.Fatalf("missing and extra file: %v", err)
+	}
+}
