@@ -2,13 +2,16 @@ package targets
 
 import (
 	"context"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/isomanifest"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -116,4 +119,52 @@ func TestIsoManifest(t *testing.T) {
 		!strings.Contains(err.Error(), "images/stray: not in the manifest") {
 		t.Fatalf("missing and extra file: %v", err)
 	}
+}
+
+func gpgVerify(t *testing.T, pub, sig, data string) ([]byte, error) {
+	t.Helper()
+	gpg := testenv.Need(t, "gpg")[0]
+	home := t.TempDir()
+	os.Chmod(home, 0o700)
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
+	if out, err := exec.Command(gpg, "--batch", "--homedir", home, "--import", pub).CombinedOutput(); err != nil {
+		t.Fatalf("gpg --import: %v\n%s", err, out)
+	}
+	return exec.Command(gpg, "--batch", "--homedir", home, "--verify", sig, data).CombinedOutput()
+}
+
+// With ISO_SIGNING_KEY, the ISO and its in-ISO manifest are signed, and
+// the real gpg accepts both; a tampered ISO fails.
+func TestIsoSignature(t *testing.T) {
+	k := rpmtest.GPGKey(t, "isosign", "rsa2048")
+	buildRoot, isoPath, _ := integrityBuild(t, map[string]string{"ISO_SIGNING_KEY": k.SecretPath})
+	sig := isoPath + ".asc"
+	if out, err := gpgVerify(t, k.PublicPath, sig, isoPath); err != nil || !strings.Contains(string(out), "Good signature") {
+		t.Fatalf("gpg --verify %s: %v\n%s", sig, err, out)
+	}
+	// The manifest's signature is on the ISO, beside the manifest.
+	x := t.TempDir()
+	im := openISO(t, isoPath)
+	for _, n := range []string{isomanifest.Name, isomanifest.SignatureName} {
+		data, err := fs.ReadFile(im.FS(), n)
+		if err != nil {
+			t.Fatalf("%s on the ISO: %v", n, err)
+		}
+		os.WriteFile(filepath.Join(x, n), data, 0o644)
+	}
+	if out, err := gpgVerify(t, k.PublicPath, filepath.Join(x, isomanifest.SignatureName), filepath.Join(x, isomanifest.Name)); err != nil {
+		t.Fatalf("gpg --verify of the in-ISO manifest: %v\n%s", err, out)
+	}
+	if err := isomanifest.VerifyFS(im.FS()); err != nil {
+		t.Fatalf("the signed ISO: %v", err)
+	}
+
+	raw, _ := os.ReadFile(isoPath)
+	raw[len(raw)-1] ^= 1
+	bad := filepath.Join(t.TempDir(), "metalk8s.iso")
+	os.WriteFile(bad, raw, 0o644)
+	if out, err := gpgVerify(t, k.PublicPath, sig, bad); err == nil || !strings.Contains(string(out), "BAD signature") {
+		t.Fatalf("gpg --verify accepted a tampered ISO: %v\n%s", err, out)
+	}
+	_ = buildRoot
 }

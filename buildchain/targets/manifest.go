@@ -17,7 +17,10 @@ import (
 // beforeIso writes what the ISO root carries about itself: the SBOM, then
 // the manifest, which lists the SBOM too.
 func beforeIso(ctx context.Context, b *build.Session) error {
-	return isoManifest(ctx, b)
+	if err := isoManifest(ctx, b); err != nil {
+		return err
+	}
+	return manifestSignature(ctx, b)
 }
 
 // hashCache remembers each file's SHA-256 by its size, mtime and inode,

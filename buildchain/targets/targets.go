@@ -129,6 +129,9 @@ func Iso(ctx context.Context, b *build.Session) error {
 	if err != nil {
 		return err
 	}
+	if err := afterIso(ctx, b); err != nil {
+		return err
+	}
 	return populated
 }
 
