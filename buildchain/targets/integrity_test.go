@@ -1,7 +1,10 @@
 package targets
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -9,7 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	cdx "github.com/CycloneDX/cyclonedx-go"
+
 	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/buildchain/isosbom"
 	"github.com/metalk8s/buildchain/buildchain/isomanifest"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -167,4 +173,82 @@ func TestIsoSignature(t *testing.T) {
 		t.Fatalf("gpg --verify accepted a tampered ISO: %v\n%s", err, out)
 	}
 	_ = buildRoot
+}
+
+// The SBOM on the ISO lists every image by digest, every RPM by NEVRA and
+// checksum, and the buildchain by its modules; two builds of the same
+// inputs write the same document.
+func TestIsoSBOM(t *testing.T) {
+	var docs [][]byte
+	// The upstream makes random images: both builds use the same.
+	u := startUpstream(t)
+	digests := u.digests
+	for i := 0; i < 2; i++ {
+		root := t.TempDir()
+		os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
+		list := u.list(t, root, "library/alpha", "library/beta")
+		writePackages(t, root)
+		b, log := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list})
+		Iso(context.Background(), b)
+		im := openISO(t, b.IsoPath())
+		data, err := fs.ReadFile(im.FS(), isosbom.Name)
+		if err != nil {
+			t.Fatalf("%s on the ISO: %v\n%s", isosbom.Name, err, log)
+		}
+		docs = append(docs, data)
+		if i == 1 {
+			break
+		}
+		var bom cdx.BOM
+		if err := cdx.NewBOMDecoder(bytes.NewReader(data), cdx.BOMFileFormatJSON).Decode(&bom); err != nil {
+			t.Fatal(err)
+		}
+		byRef := map[string]cdx.Component{}
+		for _, c := range *bom.Components {
+			byRef[c.BOMRef] = c
+		}
+		for _, name := range []string{"alpha", "beta"} {
+			c, ok := byRef["image:"+name+":1.0"]
+			if !ok {
+				t.Fatalf("no image %s in the SBOM:\n%s", name, data)
+			}
+			d := digests["library/"+name]
+			if (*c.Hashes)[0].Value != strings.TrimPrefix(d, "sha256:") || !strings.HasPrefix(c.PackageURL, "pkg:oci/"+name+"@sha256%3A"+strings.TrimPrefix(d, "sha256:")) {
+				t.Errorf("image %s: %s %+v, want digest %s", name, c.PackageURL, *c.Hashes, d)
+			}
+		}
+		rpm, ok := byRef["rpm:metalk8s:hello-1.0-1.noarch"]
+		if !ok {
+			t.Fatalf("no RPM hello in the SBOM:\n%s", data)
+		}
+		sum := sha256.Sum256(mustRead(t, filepath.Join(b.Cfg.RootDir(), "packages/redhat/metalk8s/hello-1.0-1.noarch.rpm")))
+		if (*rpm.Hashes)[0].Value != hex.EncodeToString(sum[:]) || rpm.PackageURL != "pkg:rpm/hello@1.0-1?arch=noarch&repository_id=metalk8s" {
+			t.Errorf("RPM: %s %+v", rpm.PackageURL, *rpm.Hashes)
+		}
+		// A test binary carries no module list (debug.ReadBuildInfo has
+		// no Deps); isosbom's own test checks modules on a real binary.
+		tools := *bom.Metadata.Tools.Components
+		if len(tools) != 1 || tools[0].Name != "github.com/metalk8s/buildchain" {
+			t.Errorf("the buildchain is not in the SBOM: %+v", tools)
+		}
+		// The manifest lists the SBOM, so the installer can check it too.
+		if err := isomanifest.VerifyFS(im.FS()); err != nil {
+			t.Fatal(err)
+		}
+		if m, _ := fs.ReadFile(im.FS(), isomanifest.Name); !strings.Contains(string(m), "  "+isosbom.Name+"\n") {
+			t.Errorf("the manifest does not list the SBOM:\n%s", m)
+		}
+	}
+	if !bytes.Equal(docs[0], docs[1]) {
+		t.Fatalf("two builds of the same inputs wrote different SBOMs:\n%s\n%s", docs[0], docs[1])
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

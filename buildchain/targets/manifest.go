@@ -17,6 +17,9 @@ import (
 // beforeIso writes what the ISO root carries about itself: the SBOM, then
 // the manifest, which lists the SBOM too.
 func beforeIso(ctx context.Context, b *build.Session) error {
+	if err := isoSBOM(ctx, b); err != nil {
+		return err
+	}
 	if err := isoManifest(ctx, b); err != nil {
 		return err
 	}
