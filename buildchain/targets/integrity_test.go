@@ -15,8 +15,8 @@ import (
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
-	"github.com/metalk8s/buildchain/buildchain/isosbom"
 	"github.com/metalk8s/buildchain/buildchain/isomanifest"
+	"github.com/metalk8s/buildchain/buildchain/isosbom"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
