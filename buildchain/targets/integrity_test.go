@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/isomanifest"
 	"github.com/metalk8s/buildchain/buildchain/isosbom"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
+	"github.com/metalk8s/buildchain/buildchain/sizereport"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -251,4 +253,68 @@ func mustRead(t *testing.T, p string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// The size report, printed and in build-report.json: beta is alpha plus
+// one layer, so alpha's layers are shared and the rest is each one's own.
+func TestIsoSizeReport(t *testing.T) {
+	testenv.Need(t, "skopeo")
+	u := startUpstream(t)
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
+	list := u.list(t, root, "library/alpha", "library/beta")
+	writePackages(t, root)
+	b, log := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list})
+	Iso(context.Background(), b)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Sizes *sizereport.Report `json:"sizes"`
+	}
+	if err := json.Unmarshal(mustRead(t, b.ReportPath()), &doc); err != nil || doc.Sizes == nil {
+		t.Fatalf("build-report.json has no sizes: %v", err)
+	}
+	r := doc.Sizes
+
+	// The oracle: the manifests the registry served.
+	type desc struct{ Size int64 }
+	var m [2]struct {
+		Config desc
+		Layers []desc
+	}
+	json.Unmarshal(u.raw["library/alpha"], &m[0])
+	json.Unmarshal(u.raw["library/beta"], &m[1])
+	var shared int64
+	for _, l := range m[0].Layers {
+		shared += l.Size
+	}
+	wantAlpha := m[0].Config.Size + int64(len(u.raw["library/alpha"]))
+	wantBeta := m[1].Config.Size + int64(len(u.raw["library/beta"])) + m[1].Layers[len(m[1].Layers)-1].Size
+	want := []sizereport.Image{{Name: "alpha/1.0", Unique: wantAlpha, Shared: shared}, {Name: "beta/1.0", Unique: wantBeta, Shared: shared}}
+	if len(r.Images) != 2 || r.Images[0] != want[0] || r.Images[1] != want[1] {
+		t.Fatalf("images: %+v, want %+v", r.Images, want)
+	}
+	if r.ImagesStored != wantAlpha+wantBeta+shared {
+		t.Errorf("images stored: %d, want %d", r.ImagesStored, wantAlpha+wantBeta+shared)
+	}
+	var repo int64
+	filepath.Walk(filepath.Join(b.Cfg.RootDir(), "packages/redhat/metalk8s"), func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			repo += fi.Size()
+		}
+		return nil
+	})
+	if len(r.Repos) != 1 || r.Repos[0] != (sizereport.Repo{Name: "metalk8s", Bytes: repo}) {
+		t.Errorf("repos: %+v, want metalk8s %d", r.Repos, repo)
+	}
+	fi, _ := os.Stat(b.IsoPath())
+	if r.ISO != fi.Size() || r.Inputs <= 0 || r.Overhead != r.ISO-r.Inputs {
+		t.Errorf("ISO %d (file %d), inputs %d, overhead %d", r.ISO, fi.Size(), r.Inputs, r.Overhead)
+	}
+	for _, line := range []string{"image alpha/1.0: ", "repo metalk8s: ", "ISO "} {
+		if !strings.Contains(log.String(), line) {
+			t.Errorf("the build log lacks %q:\n%s", line, log)
+		}
+	}
 }

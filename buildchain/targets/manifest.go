@@ -101,6 +101,10 @@ func buildManifest(b *build.Session) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b.Engine.Planning() {
+		// A plan writes nothing.
+		return data, nil
+	}
 	if err := fsutil.WriteFile(cachePath, cache, 0o644); err != nil {
 		return nil, err
 	}
