@@ -21,6 +21,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/sizereport"
 	"github.com/metalk8s/buildchain/buildchain/step"
+	"github.com/metalk8s/buildchain/internal/cdxtest"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
@@ -204,6 +205,9 @@ func TestIsoSBOM(t *testing.T) {
 		var bom cdx.BOM
 		if err := cdx.NewBOMDecoder(bytes.NewReader(data), cdx.BOMFileFormatJSON).Decode(&bom); err != nil {
 			t.Fatal(err)
+		}
+		if out, err := cdxtest.Validate(t, data); err != nil {
+			t.Fatalf("the SBOM does not validate against the CycloneDX schema: %v\n%s", err, out)
 		}
 		byRef := map[string]cdx.Component{}
 		for _, c := range *bom.Components {
