@@ -322,3 +322,67 @@ func TestIsoSizeReport(t *testing.T) {
 		}
 	}
 }
+
+// The manifest reuses the hash of a file whose size, mtime and inode did
+// not change, and hashes again a file that was replaced; a build without
+// ISO_SIGNING_KEY removes the signature an earlier build left.
+func TestIsoManifestCacheAndStaleSignature(t *testing.T) {
+	testenv.Need(t, "skopeo")
+	k := rpmtest.GPGKey(t, "isosign", "ed25519")
+	u := startUpstream(t)
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
+	list := u.list(t, root, "library/alpha")
+	writePackages(t, root)
+	env := map[string]string{"IMAGES_FILE": list, "ISO_SIGNING_KEY": k.SecretPath}
+	run := func() (string, string) {
+		b, log := u.openBuild(t, root, env)
+		Iso(context.Background(), b)
+		b.Close()
+		return b.Cfg.BuildRoot, log.String()
+	}
+	buildRoot, log := run()
+	sig := filepath.Join(buildRoot, "metalk8s.iso.asc")
+	if _, err := os.Stat(sig); err != nil {
+		t.Fatalf("no signature: %v\n%s", err, log)
+	}
+
+	// A cached hash is trusted while the file's identity holds...
+	cachePath := filepath.Join(buildRoot, "cache", "isomanifest.json")
+	var cache map[string]map[string]json.RawMessage
+	if err := json.Unmarshal(mustRead(t, cachePath), &cache); err != nil || cache["registry-config.inc.j2"] == nil {
+		t.Fatalf("manifest cache: %v", err)
+	}
+	fake := strings.Repeat("f", 64)
+	cache["registry-config.inc.j2"]["sha256"] = json.RawMessage(`"` + fake + `"`)
+	data, _ := json.Marshal(cache)
+	os.WriteFile(cachePath, data, 0o644)
+	extra := filepath.Join(buildRoot, "root", "extra.txt")
+	os.WriteFile(extra, []byte("new"), 0o644)
+	run()
+	m := string(mustRead(t, filepath.Join(buildRoot, "root", isomanifest.Name)))
+	if !strings.Contains(m, fake+"  registry-config.inc.j2\n") || !strings.Contains(m, "  extra.txt\n") {
+		t.Fatalf("the cache was not used, or the new file not listed:\n%s", m)
+	}
+	// ...and not once the file is replaced, as every step replaces files.
+	conf := filepath.Join(buildRoot, "root", "registry-config.inc.j2")
+	content := mustRead(t, conf)
+	os.Remove(conf)
+	os.WriteFile(conf, content, 0o644)
+	run()
+	m = string(mustRead(t, filepath.Join(buildRoot, "root", isomanifest.Name)))
+	sum := sha256.Sum256(content)
+	if !strings.Contains(m, hex.EncodeToString(sum[:])+"  registry-config.inc.j2\n") {
+		t.Fatalf("a replaced file kept its cached hash:\n%s", m)
+	}
+
+	delete(env, "ISO_SIGNING_KEY")
+	t.Setenv("ISO_SIGNING_KEY", "")
+	_, log = run()
+	if _, err := os.Stat(sig); !os.IsNotExist(err) {
+		t.Fatalf("a build without a key left the old signature: %v\n%s", err, log)
+	}
+	if _, err := os.Stat(filepath.Join(buildRoot, "root", isomanifest.SignatureName)); !os.IsNotExist(err) {
+		t.Fatalf("a build without a key left the old manifest signature: %v", err)
+	}
+}
