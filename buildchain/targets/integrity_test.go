@@ -100,6 +100,9 @@ func TestIsoManifest(t *testing.T) {
 	if err := isomanifest.VerifyFS(im.FS()); err != nil {
 		t.Fatalf("the ISO's Rock Ridge tree: %v", err)
 	}
+	if err := isomanifest.VerifyFS(im.JolietFS()); err != nil {
+		t.Fatalf("the ISO's Joliet tree: %v", err)
+	}
 
 	// A flipped byte inside the ISO is found and named.
 	var target *iso.Entry
@@ -384,5 +387,48 @@ func TestIsoManifestCacheAndStaleSignature(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(buildRoot, "root", isomanifest.SignatureName)); !os.IsNotExist(err) {
 		t.Fatalf("a build without a key left the old manifest signature: %v", err)
+	}
+}
+
+// A plan says the manifest would change without hashing or writing
+// anything, and an unchanged root plans it up to date.
+func TestIsoManifestPlan(t *testing.T) {
+	testenv.Need(t, "skopeo")
+	u := startUpstream(t)
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
+	list := u.list(t, root, "library/alpha")
+	writePackages(t, root)
+	env := map[string]string{"IMAGES_FILE": list}
+	b, _ := u.openBuild(t, root, env)
+	Iso(context.Background(), b)
+	b.Close()
+	status := func() map[string]step.Status {
+		b, _ := u.openBuild(t, root, env)
+		defer b.Close()
+		plan, err := Plan(context.Background(), b, "populateIso", "iso")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]step.Status{}
+		for _, p := range plan {
+			out[p.Step] = p.Status
+		}
+		return out
+	}
+	if s := status(); s["iso-manifest"] != step.UpToDate || s["iso-sbom"] != step.UpToDate || s["iso"] != step.UpToDate {
+		t.Fatalf("unchanged root: %v", s)
+	}
+	cache := filepath.Join(b.Cfg.BuildRoot, "cache", "isomanifest.json")
+	before := mustRead(t, cache)
+	os.WriteFile(filepath.Join(b.Cfg.RootDir(), "extra.txt"), []byte("x"), 0o644)
+	if s := status(); s["iso-manifest"] != step.WouldRun || s["iso"] != step.WouldRun {
+		t.Fatalf("root with a new file: %v", s)
+	}
+	if after := mustRead(t, cache); !bytes.Equal(before, after) {
+		t.Fatal("a plan wrote the manifest cache")
+	}
+	if m := mustRead(t, filepath.Join(b.Cfg.RootDir(), isomanifest.Name)); strings.Contains(string(m), "extra.txt") {
+		t.Fatal("a plan wrote the manifest")
 	}
 }

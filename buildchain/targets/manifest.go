@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
@@ -48,6 +49,9 @@ func statKey(fi fs.FileInfo) (cachedHash, bool) {
 	return cachedHash{Size: fi.Size(), MtimeNS: fi.ModTime().UnixNano(), Dev: uint64(st.Dev), Ino: st.Ino}, true
 }
 
+// unknownSum stands, in a plan, for the hash of a file not in the cache.
+var unknownSum = strings.Repeat("0", 64)
+
 func sameFile(a, b cachedHash) bool {
 	return a.Size == b.Size && a.MtimeNS == b.MtimeNS && a.Dev == b.Dev && a.Ino == b.Ino
 }
@@ -66,6 +70,7 @@ func buildManifest(b *build.Session) ([]byte, error) {
 		_ = json.Unmarshal(data, &old)
 	}
 	next := hashCache{}
+	planning := b.Engine.Planning()
 	root := b.Cfg.RootDir()
 	entries, err := isomanifest.Build(os.DirFS(root), func(fsys fs.FS, p string, _ fs.FileInfo) (string, error) {
 		// Stat through the links the manifest follows.
@@ -79,6 +84,12 @@ func buildManifest(b *build.Session) ([]byte, error) {
 				next[p] = c
 				return c.SHA256, nil
 			}
+		}
+		if planning {
+			// A plan only needs to know that the manifest would change,
+			// which a file the cache does not know already says; hashing
+			// gigabytes of freshly pulled layers to list steps would not do.
+			return unknownSum, nil
 		}
 		sum, err := isomanifest.HashFile(fsys, p, fi)
 		if err != nil {
@@ -101,7 +112,7 @@ func buildManifest(b *build.Session) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if b.Engine.Planning() {
+	if planning {
 		// A plan writes nothing.
 		return data, nil
 	}
