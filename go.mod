@@ -3,6 +3,7 @@ module github.com/metalk8s/buildchain
 go 1.26.0
 
 require (
+	github.com/CycloneDX/cyclonedx-go v0.12.0
 	github.com/ProtonMail/go-crypto v1.5.2
 	github.com/google/go-containerregistry v0.22.1
 	github.com/google/rpmpack v0.7.1

@@ -35,6 +35,7 @@ var Keys = []Key{
 	{"INSECURE_REGISTRIES", "", "Comma-separated registry hosts (after mirroring) reached over plain HTTP. Loopback hosts always are."},
 	{"REPO_MIRRORS", "", "Comma-separated REPO=URL pairs replacing the base URL of a package repository."},
 	{"REPO_SIGNING_KEY", "", "Path to an armored OpenPGP private key used to sign repomd.xml."},
+	{"ISO_SIGNING_KEY", "", "Path to an armored OpenPGP private key used to sign the ISO (metalk8s.iso.asc, docs/integrity.md)."},
 	{"STEPS", "", "Run only the steps matching this pattern (\"*\" matches any run of characters) and the steps they depend on."},
 	{"FORCE", "", "Re-run the steps matching this pattern even when they are up to date."},
 	{"DRY_RUN", "", "1: clean lists what it would remove and removes nothing."},
@@ -54,6 +55,7 @@ type Config struct {
 	InsecureRegistries []string
 	RepoMirrors        map[string]string
 	RepoSigningKey     string
+	IsoSigningKey      string
 	Steps              string // a step.Match pattern; empty runs every step
 	Force              string // a step.Match pattern; empty forces none
 	DryRun             bool
@@ -121,6 +123,9 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 	c.PackagesFile = abs(get("PACKAGES_FILE", "packages/packages.yaml"))
 	if k := get("REPO_SIGNING_KEY", ""); k != "" {
 		c.RepoSigningKey = abs(k)
+	}
+	if k := get("ISO_SIGNING_KEY", ""); k != "" {
+		c.IsoSigningKey = abs(k)
 	}
 
 	if v := get("SOURCE_DATE_EPOCH", ""); v != "" {

@@ -199,6 +199,7 @@ type Engine struct {
 	order    []string
 	selected func(string) bool
 	force    func(string) bool
+	sections map[string]any // extra top-level report sections (sections.go)
 }
 
 // New returns an engine whose stamps live in buildRoot/.stamps.
@@ -441,9 +442,7 @@ func (e *Engine) WriteReport(path string) error {
 	if e.Planning() {
 		return nil
 	}
-	data, err := json.MarshalIndent(struct {
-		Steps []Result `json:"steps"`
-	}{e.Report()}, "", "  ")
+	data, err := json.MarshalIndent(e.reportSections(e.Report()), "", "  ")
 	if err != nil {
 		return err
 	}

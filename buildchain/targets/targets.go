@@ -93,6 +93,9 @@ func Iso(ctx context.Context, b *build.Session) error {
 	if populated != nil && !errors.Is(populated, build.ErrNotBuiltYet) {
 		return populated
 	}
+	if err := beforeIso(ctx, b); err != nil {
+		return err
+	}
 	info, err := b.Info()
 	if err != nil {
 		return err
@@ -120,6 +123,9 @@ func Iso(ctx context.Context, b *build.Session) error {
 		},
 	})
 	if err != nil {
+		return err
+	}
+	if err := afterIso(ctx, b); err != nil {
 		return err
 	}
 	return populated
