@@ -140,13 +140,28 @@ func SLSName(path string) string {
 // found, each naming its file. An error is returned when the check itself
 // cannot run.
 func Check(ctx context.Context, python, saltRoot string, grains map[string]any, pillars ...map[string]any) ([]string, error) {
+	probs, _, err := CheckRender(ctx, python, saltRoot, grains, pillars...)
+	return probs, err
+}
+
+// Text is one rendered file: an sls, or a template as a state renders it.
+type Text struct {
+	Path string
+	Text string
+}
+
+// CheckRender is Check, and also returns every text it rendered, so that
+// the completeness check reads the image references of the states as the
+// master would render them (buildchain/completeness).
+func CheckRender(ctx context.Context, python, saltRoot string, grains map[string]any, pillars ...map[string]any) ([]string, []Text, error) {
 	var v Versions
+	var renderedTexts []Text
 	data, err := os.ReadFile(filepath.Join(saltRoot, "metalk8s", "versions.json"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := json.Unmarshal(data, &v); err != nil {
-		return nil, fmt.Errorf("versions.json: %w", err)
+		return nil, nil, fmt.Errorf("versions.json: %w", err)
 	}
 	saltenv := "metalk8s-" + v.MetalK8s.Version
 	var files []string
@@ -162,7 +177,7 @@ func Check(ctx context.Context, python, saltRoot string, grains map[string]any, 
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sort.Strings(files)
 	probs := map[string]bool{}
@@ -178,7 +193,7 @@ func Check(ctx context.Context, python, saltRoot string, grains map[string]any, 
 		}
 		res, err := render(ctx, python, saltRoot, saltenv, pillar, grains, jobs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		all := map[string]*rendered{}
 		var texts []renderResult
@@ -229,7 +244,7 @@ func Check(ctx context.Context, python, saltRoot string, grains map[string]any, 
 		}
 		res, err = render(ctx, python, saltRoot, saltenv, pillar, grains, tjobs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, r := range res {
 			if r.Error != "" {
@@ -239,6 +254,9 @@ func Check(ctx context.Context, python, saltRoot string, grains map[string]any, 
 			texts = append(texts, r)
 		}
 		checkImages(texts, &v, bad)
+		for _, t := range texts {
+			renderedTexts = append(renderedTexts, Text{Path: t.Path, Text: t.Text})
+		}
 	}
 	for _, f := range files {
 		if strings.HasSuffix(f, ".j2") && !usedTemplates[f] {
@@ -250,7 +268,7 @@ func Check(ctx context.Context, python, saltRoot string, grains map[string]any, 
 		out = append(out, p)
 	}
 	sort.Strings(out)
-	return out, nil
+	return out, renderedTexts, nil
 }
 
 func doc(texts []renderResult, path string) any {
