@@ -95,6 +95,10 @@ type renderResult struct {
 }
 
 func render(ctx context.Context, python, root, saltenv string, pillar, grains map[string]any, jobs []renderJob) ([]renderResult, error) {
+	if len(jobs) == 0 {
+		// render.py reads a list; a nil slice would reach it as null.
+		return nil, nil
+	}
 	req, err := json.Marshal(map[string]any{"root": root, "saltenv": saltenv, "pillar": pillar, "grains": grains, "jobs": jobs})
 	if err != nil {
 		return nil, err

@@ -93,7 +93,7 @@ func Iso(ctx context.Context, b *build.Session) error {
 	if populated != nil && !errors.Is(populated, build.ErrNotBuiltYet) {
 		return populated
 	}
-	if err := beforeIso(ctx, b); err != nil {
+	if err := checkedBeforeIso(ctx, b, populated); err != nil {
 		return err
 	}
 	info, err := b.Info()
