@@ -1,0 +1,141 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/metalk8s/buildchain/buildchain/build"
+	"github.com/metalk8s/buildchain/buildchain/config"
+	"github.com/metalk8s/buildchain/buildchain/demo"
+	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/buildchain/targets"
+	"github.com/metalk8s/buildchain/internal/testenv"
+)
+
+// The demo end to end in a temporary project: the ISO is written through
+// the iso target, its product.txt reads back, every image of the demo
+// list is on it with the digest the upstream served, and the upstream
+// servers are gone afterwards.
+func TestDemoEndToEnd(t *testing.T) {
+	testenv.Short(t, "builds a whole ISO")
+	testenv.Need(t, "docker-registry")
+	if _, err := demo.LookPrograms("nginx"); err != nil {
+		testenv.Need(t, "nginx")
+	}
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-demo\n"), 0o644)
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	t.Setenv("JOBS", "2")
+	t.Setenv("PLATFORMS", "linux/amd64")
+	cfg, err := config.Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	res, err := demo.Run(context.Background(), demo.Options{
+		Cfg: cfg, BuildRoot: filepath.Join(root, "dist", "demo"), Seed: 1,
+		Sizes: demo.Sizes{Images: 3, LayerBytes: 64 << 10, RPMs: 3, RPMBytes: 8 << 10},
+		Build: targets.Iso, Log: &log,
+	})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, log.String())
+	}
+	// The Salt tree is not built yet: the iso target says so and the demo
+	// passes it on, with the ISO still written.
+	if res.Missing != nil && !errors.Is(res.Missing, build.ErrNotBuiltYet) {
+		t.Fatalf("missing: %v", res.Missing)
+	}
+	pids := res.Upstreams.PIDs()
+	if len(pids) != 2 {
+		t.Fatalf("upstream process groups %v, want the registry's and nginx's", pids)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(-pid, 0); err == nil {
+			t.Errorf("upstream process group %d is still alive after the run", pid)
+		}
+	}
+	if _, err := os.Stat(res.Upstreams.Dir); !os.IsNotExist(err) {
+		t.Errorf("upstream data %s left behind: %v", res.Upstreams.Dir, err)
+	}
+
+	f, err := os.Open(res.ISO)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	im, err := iso.Open(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Product, "VERSION=2.0.0-demo\n") || !strings.Contains(res.Product, "NAME=MetalK8s\n") {
+		t.Errorf("product.txt read back: %q", res.Product)
+	}
+	onISO, err := demo.ReadImages(context.Background(), im.FS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, i := range onISO {
+		got[i.Name+":"+i.Version] = i.Digest
+	}
+	if len(res.Upstreams.Images) != 4 {
+		t.Fatalf("%d images pushed, want 3 and the index", len(res.Upstreams.Images))
+	}
+	for _, up := range res.Upstreams.Images {
+		want := up.Digest
+		if up.Platforms != nil { // one platform selected: resolved to it
+			want = up.Platforms["linux/amd64"]
+		}
+		if got[up.Name+":"+up.Version] != want {
+			t.Errorf("image %s:%s on the ISO has digest %q, want %s", up.Name, up.Version, got[up.Name+":"+up.Version], want)
+		}
+	}
+	repos := map[string]int{}
+	for _, r := range res.Repos {
+		repos[r.Name] = r.Packages
+	}
+	// demo-app-1, demo-app-2, demo-lib (the closure, from upstream), not
+	// demo-runtime (external), and demo-hello built here.
+	if repos["demo-upstream"] != 3 || repos["metalk8s"] != 1 || repos["demo-base"] != 0 {
+		t.Errorf("repositories on the ISO: %v", res.Repos)
+	}
+	if _, err := os.Stat(filepath.Join(root, "dist", "demo", "build-report.json")); err != nil {
+		t.Errorf("no build report: %v", err)
+	}
+}
+
+// The upstreams stop with their workers: nothing answers signal 0.
+func TestUpstreamsStop(t *testing.T) {
+	testenv.Need(t, "docker-registry")
+	if _, err := demo.LookPrograms("nginx"); err != nil {
+		testenv.Need(t, "nginx")
+	}
+	dir := filepath.Join(t.TempDir(), "up")
+	u, err := demo.StartUpstreams(context.Background(), dir, 2, demo.Sizes{Images: 1, LayerBytes: 1024, RPMs: 2, RPMBytes: 128}, &bytes.Buffer{})
+	if err != nil {
+		u.Stop()
+		t.Fatal(err)
+	}
+	pids := u.PIDs()
+	if len(pids) != 2 {
+		t.Fatalf("pids %v", pids)
+	}
+	if err := u.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(-pid, 0); err == nil {
+			t.Errorf("process group %d still alive", pid)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s left: %v", dir, err)
+	}
+}
