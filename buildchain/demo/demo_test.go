@@ -139,3 +139,62 @@ func TestUpstreamsStop(t *testing.T) {
 		t.Errorf("%s left: %v", dir, err)
 	}
 }
+
+// A failing or interrupted build still stops the upstreams and removes
+// their data, and the error comes back as it was.
+func TestDemoStopsOnFailure(t *testing.T) {
+	testenv.Need(t, "docker-registry")
+	if _, err := demo.LookPrograms("nginx"); err != nil {
+		testenv.Need(t, "nginx")
+	}
+	for _, interrupt := range []bool{false, true} {
+		root := t.TempDir()
+		os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-demo\n"), 0o644)
+		t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+		cfg, err := config.Load(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		boom := errors.New("boom")
+		var alive []int
+		res, err := demo.Run(ctx, demo.Options{
+			Cfg: cfg, BuildRoot: filepath.Join(root, "dist", "demo"), Seed: 3,
+			Sizes: demo.Sizes{Images: 1, LayerBytes: 1024, RPMs: 2, RPMBytes: 128},
+			Build: func(ctx context.Context, b *build.Session) error {
+				if b.Cfg.ImageMirrors["docker.io"] == "" || b.Cfg.RepoMirrors["demo-upstream"] == "" {
+					t.Errorf("the build runs without the demo's mirrors: %v %v", b.Cfg.ImageMirrors, b.Cfg.RepoMirrors)
+				}
+				if !interrupt {
+					return boom
+				}
+				cancel() // as SIGINT does
+				<-ctx.Done()
+				return ctx.Err()
+			},
+			Log: &bytes.Buffer{},
+		})
+		cancel()
+		want := boom
+		if interrupt {
+			want = context.Canceled
+		}
+		if !errors.Is(err, want) {
+			t.Fatalf("interrupt=%v: got %v, want %v", interrupt, err, want)
+		}
+		if res.Upstreams == nil || len(res.Upstreams.PIDs()) != 2 {
+			t.Fatalf("interrupt=%v: upstreams %+v", interrupt, res.Upstreams)
+		}
+		for _, pid := range res.Upstreams.PIDs() {
+			if syscall.Kill(-pid, 0) == nil {
+				alive = append(alive, pid)
+			}
+		}
+		if len(alive) > 0 {
+			t.Errorf("interrupt=%v: process groups %v still alive", interrupt, alive)
+		}
+		if _, err := os.Stat(res.Upstreams.Dir); !os.IsNotExist(err) {
+			t.Errorf("interrupt=%v: %s left: %v", interrupt, res.Upstreams.Dir, err)
+		}
+	}
+}
