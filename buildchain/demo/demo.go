@@ -6,6 +6,7 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,14 +50,16 @@ type Options struct {
 
 // Result is what the demo built and read back.
 type Result struct {
-	ISO       string
-	ISOSize   int64
-	Product   string // product.txt, read from the ISO
-	Images    []ISOImage
-	Repos     []ISORepo
-	Missing   error // the parts the iso target reported not built yet
-	Upstreams *Upstreams
-	Steps     []StepTime
+	ISO     string
+	ISOSize int64
+	Product string // product.txt, read from the ISO
+	Images  []ISOImage
+	Repos   []ISORepo
+	Missing error // the parts the iso target reported not built yet
+	// MissingParts are the iso target's lines naming each missing part.
+	MissingParts []string
+	Upstreams    *Upstreams
+	Steps        []StepTime
 }
 
 // ISOImage is one image directory of the ISO.
@@ -111,9 +115,12 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	if err := os.MkdirAll(cfg.BuildRoot, 0o755); err != nil {
 		return res, err
 	}
+	// The iso target names each missing part in its log only; the
+	// summary repeats them.
+	missing := &missingLines{w: opt.Log}
 	// The session first: it checks, claims and locks the build root
 	// before anything of the demo is written into it.
-	b, err := build.OpenConfig(&cfg, opt.Log)
+	b, err := build.OpenConfig(&cfg, missing)
 	if err != nil {
 		return res, err
 	}
@@ -161,6 +168,7 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		return res, err
 	}
 	res.Missing = err
+	res.MissingParts = missing.parts()
 	for _, r := range b.Engine.Results() {
 		res.Steps = append(res.Steps, StepTime{"  " + r.Step + " (" + string(r.Status) + ")", r.Duration})
 	}
@@ -199,7 +207,7 @@ func readBack(ctx context.Context, res *Result) error {
 }
 
 // ReadImages lists the image directories under images/ of fsys, each read
-// and checked by dirlayout.
+// and checked by dirlayout, every blob against its digest.
 func ReadImages(ctx context.Context, fsys fs.FS) ([]ISOImage, error) {
 	var out []ISOImage
 	err := fs.WalkDir(fsys, "images", func(p string, d fs.DirEntry, err error) error {
@@ -213,7 +221,7 @@ func ReadImages(ctx context.Context, fsys fs.FS) ([]ISOImage, error) {
 		if !dirlayout.IsImageDir(entries) {
 			return nil
 		}
-		dir, err := dirlayout.ReadEntries(ctx, fsys, p, entries, dirlayout.Options{})
+		dir, err := dirlayout.ReadEntries(ctx, fsys, p, entries, dirlayout.Options{VerifyBlobs: true})
 		if err != nil {
 			return err
 		}
@@ -287,7 +295,10 @@ func (r *Result) Print(w io.Writer) {
 		fmt.Fprintf(w, "  %-20s %3d packages %9s\n", rp.Name, rp.Packages, oci.HumanBytes(rp.Bytes))
 	}
 	if r.Missing != nil {
-		fmt.Fprintf(w, "\nnot built yet, so missing from this ISO: %v (see the build log above)\n", r.Missing)
+		fmt.Fprintf(w, "\nthe ISO is INCOMPLETE: %v, missing from it:\n", r.Missing)
+		for _, m := range r.MissingParts {
+			fmt.Fprintf(w, "  - %s\n", m)
+		}
 	}
 	fmt.Fprintf(w, "\ntimes:\n")
 	for _, s := range r.Steps {
@@ -362,4 +373,43 @@ func (u *Upstreams) ImageMirrors() map[string]string {
 // RepoMirrors sends the lists' repositories to the local nginx.
 func (u *Upstreams) RepoMirrors() map[string]string {
 	return map[string]string{"demo-base": u.RepoURL + "base/", "demo-upstream": u.RepoURL + "upstream/"}
+}
+
+// missingLines passes a build log through and keeps the items of its
+// "missing from this build:" list.
+type missingLines struct {
+	w       io.Writer
+	mu      sync.Mutex
+	partial []byte
+	inList  bool
+	items   []string
+}
+
+func (m *missingLines) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	m.partial = append(m.partial, p...)
+	for {
+		i := bytes.IndexByte(m.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(m.partial[:i])
+		m.partial = m.partial[i+1:]
+		switch {
+		case line == "missing from this build:":
+			m.inList, m.items = true, nil
+		case m.inList && strings.HasPrefix(line, "  - "):
+			m.items = append(m.items, strings.TrimPrefix(line, "  - "))
+		default:
+			m.inList = false
+		}
+	}
+	m.mu.Unlock()
+	return m.w.Write(p)
+}
+
+func (m *missingLines) parts() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.items...)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/demo"
 	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/targets"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -48,8 +49,20 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	// The Salt tree is not built yet: the iso target says so and the demo
 	// passes it on, with the ISO still written.
-	if res.Missing != nil && !errors.Is(res.Missing, build.ErrNotBuiltYet) {
-		t.Fatalf("missing: %v", res.Missing)
+	if res.Missing != nil {
+		if !errors.Is(res.Missing, build.ErrNotBuiltYet) {
+			t.Fatalf("missing: %v", res.Missing)
+		}
+		if len(res.MissingParts) == 0 {
+			t.Errorf("the iso target reported %v, but the demo names no missing part\n%s", res.Missing, log.String())
+		}
+		var sum bytes.Buffer
+		res.Print(&sum)
+		for _, m := range res.MissingParts {
+			if !strings.Contains(sum.String(), m) {
+				t.Errorf("the summary does not name %q:\n%s", m, sum.String())
+			}
+		}
 	}
 	pids := res.Upstreams.PIDs()
 	if len(pids) != 2 {
@@ -89,6 +102,15 @@ func TestDemoEndToEnd(t *testing.T) {
 		t.Fatalf("%d images pushed, want 3 and the index", len(res.Upstreams.Images))
 	}
 	for _, up := range res.Upstreams.Images {
+		// Read independently of the demo's own summary, every blob checked.
+		d, err := dirlayout.Read(context.Background(), im.FS(), "images/"+up.Name+"/"+up.Version, dirlayout.Options{VerifyBlobs: true})
+		if err != nil {
+			t.Errorf("image %s:%s on the ISO: %v", up.Name, up.Version, err)
+			continue
+		}
+		if got[up.Name+":"+up.Version] != d.Manifests[0].Digest {
+			t.Errorf("%s: the summary says %s, the directory %s", up.Name, got[up.Name+":"+up.Version], d.Manifests[0].Digest)
+		}
 		want := up.Digest
 		if up.Platforms != nil { // one platform selected: resolved to it
 			want = up.Platforms["linux/amd64"]
@@ -196,5 +218,45 @@ func TestDemoStopsOnFailure(t *testing.T) {
 		if _, err := os.Stat(res.Upstreams.Dir); !os.IsNotExist(err) {
 			t.Errorf("interrupt=%v: %s left: %v", interrupt, res.Upstreams.Dir, err)
 		}
+	}
+}
+
+// The fixture is a function of the seed: two upstreams started from the
+// same seed serve the same digests and packages, another seed others.
+func TestFixtureDeterministic(t *testing.T) {
+	testenv.Need(t, "docker-registry")
+	if _, err := demo.LookPrograms("nginx"); err != nil {
+		testenv.Need(t, "nginx")
+	}
+	sizes := demo.Sizes{Images: 2, LayerBytes: 2048, RPMs: 2, RPMBytes: 256}
+	digests := func(seed uint64) ([]string, []byte) {
+		dir := filepath.Join(t.TempDir(), "up")
+		u, err := demo.StartUpstreams(context.Background(), dir, seed, sizes, &bytes.Buffer{})
+		defer u.Stop()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, im := range u.Images {
+			out = append(out, im.Name+"@"+im.Digest)
+		}
+		key, err := os.ReadFile(filepath.Join(dir, "repos", "RPM-GPG-KEY-demo"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, err := os.ReadFile(filepath.Join(dir, "repos", "upstream", "repodata", "repomd.xml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out, append(key, md...)
+	}
+	a, ka := digests(7)
+	b, kb := digests(7)
+	c, kc := digests(8)
+	if strings.Join(a, " ") != strings.Join(b, " ") || !bytes.Equal(ka, kb) {
+		t.Errorf("same seed, different fixture:\n%v\n%v", a, b)
+	}
+	if a[0] == c[0] || bytes.Equal(ka, kc) {
+		t.Errorf("seeds 7 and 8 give the same fixture: %v", a)
 	}
 }
