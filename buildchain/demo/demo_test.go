@@ -4,17 +4,21 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/demo"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
+	"github.com/metalk8s/buildchain/buildchain/rpm/fetch"
+	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 	"github.com/metalk8s/buildchain/buildchain/targets"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
@@ -127,6 +131,25 @@ func TestDemoEndToEnd(t *testing.T) {
 	// demo-runtime (external), and demo-hello built here.
 	if repos["demo-upstream"] != 3 || repos["metalk8s"] != 1 || repos["demo-base"] != 0 {
 		t.Errorf("repositories on the ISO: %v", res.Repos)
+	}
+	// The upstream's packages on the ISO carry signatures by the key the
+	// ISO ships beside them.
+	keyData, err := fs.ReadFile(im.FS(), "packages/redhat/RPM-GPG-KEY-metalk8s-demo-upstream_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring := &pgp.Keyring{}
+	if err := ring.ReadKeys("demo key", keyData); err != nil {
+		t.Fatal(err)
+	}
+	rpms, _ := filepath.Glob(filepath.Join(root, "dist", "demo", "root", "packages", "redhat", "demo-upstream", "*.rpm"))
+	if len(rpms) != 3 {
+		t.Fatalf("demo-upstream: %v", rpms)
+	}
+	for _, p := range rpms {
+		if _, err := fetch.VerifyRPM(p, ring, time.Now()); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(root, "dist", "demo", "build-report.json")); err != nil {
 		t.Errorf("no build report: %v", err)
