@@ -26,6 +26,12 @@ func Iso(ctx context.Context) error {
 	return targets.Run(ctx, ".", targets.Iso)
 }
 
+// Demo builds the ISO offline, against a local registry and yum repository
+// it starts and stops, into dist/demo, and reads the ISO back.
+func Demo(ctx context.Context) error {
+	return targets.Demo(ctx, ".", os.Stdout)
+}
+
 // Images fetches, verifies and de-duplicates the container images.
 func Images(ctx context.Context) error {
 	return targets.Run(ctx, ".", targets.Images)
@@ -77,7 +83,7 @@ func Info(ctx context.Context, step string) error {
 // Completion prints a completion script for targets and step names:
 // source <(go run mage.go completion bash), or zsh.
 func Completion(ctx context.Context, shell string) error {
-	names := []string{"iso", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
+	names := []string{"iso", "demo", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
 		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion"}
 	return targets.Completion(ctx, ".", shell, names, os.Stdout)
 }
