@@ -6,20 +6,22 @@
 set -euo pipefail
 
 ARCHIVES=${ARCHIVES:-/srv/scality}
-FSTAB=${FSTAB:-/etc/fstab}
+FSTAB=/etc/fstab
 
 die() { echo "mount-iso: $*" >&2; exit 1; }
 
-# product.txt is KEY=VALUE lines; values the buildchain writes are plain or
-# single-quoted, never expanded, so they are read here without a shell eval.
+# product.txt is KEY=VALUE lines; the buildchain writes values plain, or in
+# single or double quotes holding nothing a shell would expand
+# (product.Quote), so they are read here without sourcing the file.
 product_value() {
     local file=$1 key=$2 line value
     while IFS= read -r line || [ -n "$line" ]; do
         case $line in
             "$key="*)
                 value=${line#"$key="}
-                value=${value#\'}
-                value=${value%\'}
+                case $value in
+                    \'*\'|\"*\") value=${value:1:${#value}-2} ;;
+                esac
                 printf '%s\n' "$value"
                 return 0
                 ;;
