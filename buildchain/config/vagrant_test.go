@@ -74,3 +74,25 @@ func TestVagrantRejectsShellSyntax(t *testing.T) {
 		})
 	}
 }
+
+// FuzzVagrantArgs: whatever VAGRANT_UP_ARGS holds, an accepted argument is
+// one plain word that no shell would split or expand.
+func FuzzVagrantArgs(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s, provider string) {
+		if !vagrantNameRE.MatchString(provider) {
+			return
+		}
+		args, err := VagrantArgs(s, provider)
+		if err != nil {
+			return
+		}
+		if len(args) > len(strings.Fields(s)) {
+			t.Fatalf("%q: %d arguments from %d words", s, len(args), len(strings.Fields(s)))
+		}
+		for _, a := range args {
+			if a == "" || strings.ContainsAny(a, " \t\n\r;|&$`'\"\\*?[](){}<>~!#") {
+				t.Fatalf("%q: argument %q holds shell syntax", s, a)
+			}
+		}
+	})
+}

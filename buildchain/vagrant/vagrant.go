@@ -6,7 +6,6 @@
 package vagrant
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -119,16 +118,20 @@ func hasPlugin(ctx context.Context, bin string, o Options, name string) (bool, e
 	if err != nil {
 		return false, fmt.Errorf("vagrant:up: %s plugin list: %v: %s", bin, err, strings.TrimSpace(stderr.String()))
 	}
-	// Machine-readable lines are timestamp,target,type,data...; plugins
-	// come as "plugin-name" lines.
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), ",")
+	return pluginListed(out, name), nil
+}
+
+// pluginListed reads `vagrant plugin list --machine-readable`: lines of
+// timestamp,target,type,data..., a plugin as a "plugin-name" line. Commas
+// inside data are escaped by vagrant, so a field never holds one.
+func pluginListed(out []byte, name string) bool {
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(strings.TrimRight(line, "\r"), ",")
 		if len(f) >= 4 && f[2] == "plugin-name" && f[3] == name {
-			return true, nil
+			return true
 		}
 	}
-	return false, sc.Err()
+	return false
 }
 
 func (o *Options) stderr() io.Writer {

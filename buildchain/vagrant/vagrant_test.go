@@ -201,3 +201,36 @@ func TestProvisioningScriptsShellcheckClean(t *testing.T) {
 		t.Fatalf("shellcheck: %v\n%s", err, out)
 	}
 }
+
+func TestPluginListed(t *testing.T) {
+	for _, tc := range []struct {
+		out  string
+		want bool
+	}{
+		{"1764647000,,plugin-name,vagrant-libvirt\n1764647000,,plugin-version,0.11.2%!(VAGRANT_COMMA)system\n", true},
+		{"1764647000,,ui,info,No plugins installed.\n", false},
+		{"1,,plugin-name,vagrant-libvirt-extra\n", false},
+		{"1,,ui,info,vagrant-libvirt\n", false},
+		{"1,,plugin-name,vagrant-libvirt\r\n", true},
+	} {
+		if got := pluginListed([]byte(tc.out), "vagrant-libvirt"); got != tc.want {
+			t.Errorf("%q: got %v", tc.out, got)
+		}
+	}
+}
+
+// FuzzPluginListed: a listed plugin is one exact "plugin-name" field, never
+// a substring of some other line.
+func FuzzPluginListed(f *testing.F) {
+	f.Fuzz(func(t *testing.T, out []byte, name string) {
+		if !pluginListed(out, name) {
+			return
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.Contains(line, ",plugin-name,"+name) {
+				return
+			}
+		}
+		t.Fatalf("%q listed in %q without a plugin-name line", name, out)
+	})
+}
