@@ -84,7 +84,7 @@ func Info(ctx context.Context, step string) error {
 // source <(go run mage.go completion bash), or zsh.
 func Completion(ctx context.Context, shell string) error {
 	names := []string{"iso", "demo", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
-		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion"}
+		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion", "vagrant:up"}
 	return targets.Completion(ctx, ".", shell, names, os.Stdout)
 }
 
@@ -99,3 +99,10 @@ func (Clean) Images(ctx context.Context) error { return targets.Clean(ctx, ".", 
 
 // Stamps forgets what is up to date, so the next build re-runs every step.
 func (Clean) Stamps(ctx context.Context) error { return targets.Clean(ctx, ".", "stamps", os.Stdout) }
+
+// Vagrant runs a MetalK8s Bootstrap node in a local VM (docs/vagrant.md).
+type Vagrant mg.Namespace
+
+// Up spawns the Bootstrap VM from the built ISO with VAGRANT_PROVIDER and
+// VAGRANT_UP_ARGS, then saves VAGRANT_SNAPSHOT_NAME if set.
+func (Vagrant) Up(ctx context.Context) error { return targets.VagrantUp(ctx, ".") }
