@@ -26,6 +26,12 @@ func Iso(ctx context.Context) error {
 	return targets.Run(ctx, ".", targets.Iso)
 }
 
+// Demo builds the ISO offline, against a local registry and yum repository
+// it starts and stops, into dist/demo, and reads the ISO back.
+func Demo(ctx context.Context) error {
+	return targets.Demo(ctx, ".", os.Stdout)
+}
+
 // Images fetches, verifies and de-duplicates the container images.
 func Images(ctx context.Context) error {
 	return targets.Run(ctx, ".", targets.Images)
@@ -77,8 +83,8 @@ func Info(ctx context.Context, step string) error {
 // Completion prints a completion script for targets and step names:
 // source <(go run mage.go completion bash), or zsh.
 func Completion(ctx context.Context, shell string) error {
-	names := []string{"iso", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
-		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion"}
+	names := []string{"iso", "demo", "images", "packaging", "saltTree", "populateIso", "solution", "lint", "test",
+		"clean", "clean:all", "clean:images", "clean:stamps", "steps", "info", "completion", "vagrant:up"}
 	return targets.Completion(ctx, ".", shell, names, os.Stdout)
 }
 
@@ -93,3 +99,10 @@ func (Clean) Images(ctx context.Context) error { return targets.Clean(ctx, ".", 
 
 // Stamps forgets what is up to date, so the next build re-runs every step.
 func (Clean) Stamps(ctx context.Context) error { return targets.Clean(ctx, ".", "stamps", os.Stdout) }
+
+// Vagrant runs a MetalK8s Bootstrap node in a local VM (docs/vagrant.md).
+type Vagrant mg.Namespace
+
+// Up spawns the Bootstrap VM from the built ISO with VAGRANT_PROVIDER and
+// VAGRANT_UP_ARGS, then saves VAGRANT_SNAPSHOT_NAME if set.
+func (Vagrant) Up(ctx context.Context) error { return targets.VagrantUp(ctx, ".") }

@@ -39,6 +39,9 @@ var Keys = []Key{
 	{"STEPS", "", "Run only the steps matching this pattern (\"*\" matches any run of characters) and the steps they depend on."},
 	{"FORCE", "", "Re-run the steps matching this pattern even when they are up to date."},
 	{"DRY_RUN", "", "1: clean lists what it would remove and removes nothing."},
+	{"VAGRANT_PROVIDER", "virtualbox", "The Vagrant provider vagrant:up spawns the Bootstrap VM with: virtualbox or libvirt."},
+	{"VAGRANT_UP_ARGS", "--provision --no-destroy-on-error --parallel --provider $VAGRANT_PROVIDER", "Arguments to `vagrant up`, split on blanks; $VAGRANT_PROVIDER is replaced. No shell runs them."},
+	{"VAGRANT_SNAPSHOT_NAME", "", "When set, vagrant:up saves a snapshot of that name after provisioning."},
 }
 
 // Config is the resolved configuration. Paths are absolute.
@@ -59,6 +62,10 @@ type Config struct {
 	Steps              string // a step.Match pattern; empty runs every step
 	Force              string // a step.Match pattern; empty forces none
 	DryRun             bool
+
+	VagrantProvider     string
+	VagrantUpArgs       []string // one argument each, $VAGRANT_PROVIDER replaced
+	VagrantSnapshotName string
 
 	// Values holds the raw value of every key that was set, for step stamps.
 	Values map[string]string
@@ -179,6 +186,17 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 		c.DryRun = true
 	default:
 		return nil, bad("DRY_RUN", "want 1 or 0, got %q", v)
+	}
+	c.VagrantProvider = get("VAGRANT_PROVIDER", DefaultVagrantProvider)
+	if !vagrantNameRE.MatchString(c.VagrantProvider) {
+		return nil, bad("VAGRANT_PROVIDER", "want a provider name such as virtualbox or libvirt, got %q", c.VagrantProvider)
+	}
+	if c.VagrantUpArgs, err = VagrantArgs(get("VAGRANT_UP_ARGS", DefaultVagrantUpArgs), c.VagrantProvider); err != nil {
+		return nil, bad("VAGRANT_UP_ARGS", "%v", err)
+	}
+	c.VagrantSnapshotName = get("VAGRANT_SNAPSHOT_NAME", "")
+	if n := c.VagrantSnapshotName; n != "" && !vagrantSnapshotRE.MatchString(n) {
+		return nil, bad("VAGRANT_SNAPSHOT_NAME", "want letters, digits, '.', '_' or '-', not starting with '-', got %q", n)
 	}
 	return c, nil
 }

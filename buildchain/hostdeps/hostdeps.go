@@ -35,6 +35,8 @@ var TestPackages = []string{
 	"linux-image-amd64", // the kernel that mounts ISOs under qemu (its isofs is the installer's reader)
 	"qemu-system-x86",   // qemu-system-x86_64, software emulation
 	"busybox-static",    // the qemu guest's only program
+	"vagrant",           // vagrant validate on vagrant/Vagrantfile, and vagrant:up's plugin check
+	"shellcheck",        // vagrant/provision/*.sh
 	"wrk",               // benchmarks: HTTP load
 	"hyperfine",         // benchmarks: timing whole commands
 	"time",              // /usr/bin/time -v for peak RSS

@@ -122,8 +122,11 @@ func (f *Fetcher) fetch(ctx context.Context, im Image, platforms []string) (*Res
 	if err != nil {
 		return nil, fmt.Errorf("image %s:%s: %w", im.Name, im.Version, err)
 	}
+	// The host as the list and IMAGE_MIRRORS spell it (docker.io, not
+	// the index.docker.io it is dialled as).
+	host, _, _ := strings.Cut(f.UpstreamRef(im), "/")
 	wrap := func(err error) error {
-		return fmt.Errorf("image %s:%s (%s): %w", im.Name, im.Version, ref, err)
+		return fmt.Errorf("image %s:%s (%s): %w", im.Name, im.Version, ref, unreachable(host, err))
 	}
 	raw, top, err := f.manifest(ctx, ref, im.Digest, dirlayout.ParseManifest)
 	if err != nil {
@@ -321,6 +324,11 @@ func (f *Fetcher) retry(ctx context.Context, op func() error) error {
 func transient(err error) bool {
 	var de *DigestError
 	if errors.As(err, &de) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	// A host that does not resolve, or that no route leads to, fails the
+	// same way on every attempt: give up at once (see UnreachableError).
+	if hopeless(err) {
 		return false
 	}
 	var te *transport.Error

@@ -89,7 +89,12 @@ func Images(ctx context.Context, b *build.Session) error {
 	progress.Wait()
 	if len(errs) > 0 {
 		sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
-		return errors.Join(errs...)
+		err := errors.Join(errs...)
+		if hosts := oci.UnreachableHosts(err); len(hosts) > 0 {
+			// One line a user can act on before the per-image details.
+			err = errors.Join(fmt.Errorf("images: cannot reach %s; on a machine without access to the upstream registries, point IMAGE_MIRRORS (in .env or the environment) at a mirror, e.g. IMAGE_MIRRORS=docker.io=127.0.0.1:5000", strings.Join(hosts, ", ")), err)
+		}
+		return err
 	}
 
 	keep := map[string]bool{}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -345,6 +346,24 @@ func TestImagesErrors(t *testing.T) {
 		b, _ := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list, "PLATFORMS": "linux/s390x"})
 		err := Images(context.Background(), b)
 		if err == nil || !strings.Contains(err.Error(), "linux/s390x") || !strings.Contains(err.Error(), "linux/amd64") || !strings.Contains(err.Error(), "delta:1.0") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	t.Run("unreachable registry", func(t *testing.T) {
+		root := t.TempDir()
+		list := u.list(t, root, "library/delta", "team/tools/gamma")
+		closed := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)) // nothing listens there
+		b, _ := u.openBuild(t, root, map[string]string{"IMAGES_FILE": list, "IMAGE_MIRRORS": "docker.io=" + closed + ",quay.io=" + closed})
+		err := Images(context.Background(), b)
+		if err == nil {
+			t.Fatal("images fetched from a closed port")
+		}
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		if !strings.Contains(first, "cannot reach "+closed) || !strings.Contains(first, "IMAGE_MIRRORS") {
+			t.Fatalf("first line does not name the host and the key: %q", first)
+		}
+		if !strings.Contains(err.Error(), "delta:1.0") || !strings.Contains(err.Error(), "gamma:1.0") {
 			t.Fatalf("got %v", err)
 		}
 	})
