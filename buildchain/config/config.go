@@ -39,6 +39,7 @@ var Keys = []Key{
 	{"STEPS", "", "Run only the steps matching this pattern (\"*\" matches any run of characters) and the steps they depend on."},
 	{"FORCE", "", "Re-run the steps matching this pattern even when they are up to date."},
 	{"DRY_RUN", "", "1: clean lists what it would remove and removes nothing."},
+	{"COMPLETENESS", "fail", "fail: an ISO root with a missing or unused image or an uninstallable package fails the build; report: the problems are reported and the ISO is written (the demo's stand-in fixture)."},
 	{"VAGRANT_PROVIDER", "virtualbox", "The Vagrant provider vagrant:up spawns the Bootstrap VM with: virtualbox or libvirt."},
 	{"VAGRANT_UP_ARGS", "--provision --no-destroy-on-error --parallel --provider $VAGRANT_PROVIDER", "Arguments to `vagrant up`, split on blanks; $VAGRANT_PROVIDER is replaced. No shell runs them."},
 	{"VAGRANT_SNAPSHOT_NAME", "", "When set, vagrant:up saves a snapshot of that name after provisioning."},
@@ -62,6 +63,9 @@ type Config struct {
 	Steps              string // a step.Match pattern; empty runs every step
 	Force              string // a step.Match pattern; empty forces none
 	DryRun             bool
+	// CompletenessReportOnly: the completeness check reports its problems
+	// instead of failing the build (COMPLETENESS=report).
+	CompletenessReportOnly bool
 
 	VagrantProvider     string
 	VagrantUpArgs       []string // one argument each, $VAGRANT_PROVIDER replaced
@@ -186,6 +190,13 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 		c.DryRun = true
 	default:
 		return nil, bad("DRY_RUN", "want 1 or 0, got %q", v)
+	}
+	switch v := get("COMPLETENESS", "fail"); v {
+	case "fail":
+	case "report":
+		c.CompletenessReportOnly = true
+	default:
+		return nil, bad("COMPLETENESS", "want fail or report, got %q", v)
 	}
 	c.VagrantProvider = get("VAGRANT_PROVIDER", DefaultVagrantProvider)
 	if !vagrantNameRE.MatchString(c.VagrantProvider) {

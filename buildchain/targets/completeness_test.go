@@ -75,6 +75,23 @@ func TestIsoCompleteness(t *testing.T) {
 		}
 	}
 
+	// COMPLETENESS=report: the same root is reported, and the ISO written.
+	b, log = u.openBuild(t, root, map[string]string{"IMAGES_FILE": list, "COMPLETENESS": "report"})
+	if err := Iso(context.Background(), b); err != nil {
+		t.Fatalf("report mode failed the build: %v\n%s", err, log)
+	}
+	b.Close()
+	if _, err := os.Stat(b.IsoPath()); err != nil {
+		t.Fatalf("report mode wrote no ISO: %v", err)
+	}
+	if !strings.Contains(log.String(), "unused image: images/alpha/1.0") || !strings.Contains(log.String(), "NOT complete") {
+		t.Fatalf("report mode did not report the unused image:\n%s", log)
+	}
+	rep, err := os.ReadFile(filepath.Join(filepath.Dir(b.IsoPath()), "completeness.json"))
+	if err != nil || !strings.Contains(string(rep), "alpha/1.0") {
+		t.Fatalf("completeness.json: %v\n%s", err, rep)
+	}
+
 	os.WriteFile(fixture, good, 0o644)
 	b, log = u.openBuild(t, root, map[string]string{"IMAGES_FILE": list})
 	if err := Iso(context.Background(), b); err != nil {
