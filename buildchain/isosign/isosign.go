@@ -2,12 +2,11 @@
 // beside the ISO (metalk8s.iso.asc), which `gpg --verify` checks.
 //
 // It streams the signed file: the ISO is gigabytes, and
-// buildchain/rpm/pgp's Signer signs byte slices (repomd.xml), so the key
-// is loaded here the way that package loads it.
+// buildchain/rpm/pgp's Signer signs byte slices (repomd.xml). The key is
+// loaded by pgp.ReadSecretKey, as that package loads its own.
 package isosign
 
 import (
-	"bytes"
 	"crypto"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
 )
 
 // Key is an unprotected OpenPGP secret key.
@@ -26,32 +26,15 @@ type Key struct {
 	Source string
 }
 
-// LoadKey reads an armored (or binary) secret key file. The key must not
-// be protected by a passphrase: the build runs unattended.
+// LoadKey reads an armored (or binary) secret key file, as the build
+// loads every signing key (pgp.ReadSecretKey). The key must not be
+// protected by a passphrase: the build runs unattended.
 func LoadKey(path string) (*Key, error) {
-	data, err := os.ReadFile(path)
+	e, err := pgp.ReadSecretKey(path)
 	if err != nil {
-		return nil, fmt.Errorf("ISO signing key: %w", err)
+		return nil, fmt.Errorf("ISO %w", err)
 	}
-	var el openpgp.EntityList
-	if bytes.Contains(data, []byte("-----BEGIN PGP")) {
-		el, err = openpgp.ReadArmoredKeyRing(bytes.NewReader(data))
-	} else {
-		el, err = openpgp.ReadKeyRing(bytes.NewReader(data))
-	}
-	if err != nil {
-		return nil, fmt.Errorf("ISO signing key %s: %w", path, err)
-	}
-	for _, e := range el {
-		if e.PrivateKey == nil {
-			continue
-		}
-		if e.PrivateKey.Encrypted {
-			return nil, fmt.Errorf("ISO signing key %s is protected by a passphrase; export it without one for the build", path)
-		}
-		return &Key{entity: e, Source: path}, nil
-	}
-	return nil, fmt.Errorf("ISO signing key %s holds no secret key", path)
+	return &Key{entity: e, Source: path}, nil
 }
 
 // Fingerprint is the primary key's fingerprint, upper-case hex: a step

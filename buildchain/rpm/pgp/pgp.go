@@ -272,6 +272,17 @@ type Signer struct {
 // LoadSigner reads an armored (or binary) private key file. The key must not
 // be passphrase-protected: the build runs unattended.
 func LoadSigner(path string) (*Signer, error) {
+	e, err := ReadSecretKey(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Signer{entity: e, Source: path}, nil
+}
+
+// ReadSecretKey reads the first unprotected secret key of an armored (or
+// binary) key file: the one way the build loads a signing key, for
+// repomd.xml here and for the ISO in isosign.
+func ReadSecretKey(path string) (*openpgp.Entity, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
@@ -292,9 +303,9 @@ func LoadSigner(path string) (*Signer, error) {
 		if e.PrivateKey.Encrypted {
 			return nil, fmt.Errorf("signing key %s is protected by a passphrase; export it without one for the build", path)
 		}
-		return &Signer{entity: e, Source: path}, nil
+		return e, nil
 	}
-	return nil, fmt.Errorf("signing key %s holds no private key", path)
+	return nil, fmt.Errorf("signing key %s holds no secret key", path)
 }
 
 // Sign returns a binary detached signature of data made at time t: with a
