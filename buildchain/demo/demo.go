@@ -228,21 +228,8 @@ func readBack(ctx context.Context, res *Result) error {
 // and checked by dirlayout, every blob against its digest.
 func ReadImages(ctx context.Context, fsys fs.FS) ([]ISOImage, error) {
 	var out []ISOImage
-	err := fs.WalkDir(fsys, "images", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		entries, err := fs.ReadDir(fsys, p)
-		if err != nil {
-			return err
-		}
-		if !dirlayout.IsImageDir(entries) {
-			return nil
-		}
-		dir, err := dirlayout.ReadEntries(ctx, fsys, p, entries, dirlayout.Options{VerifyBlobs: true})
-		if err != nil {
-			return err
-		}
+	err := dirlayout.Walk(ctx, fsys, "images", dirlayout.Options{VerifyBlobs: true}, func(dir *dirlayout.Dir) error {
+		p := dir.Path
 		img := ISOImage{Name: path.Dir(strings.TrimPrefix(p, "images/")), Version: path.Base(p), MediaType: string(dir.MediaType)}
 		if len(dir.Manifests) > 0 {
 			img.Digest = dir.Manifests[0].Digest
@@ -254,7 +241,7 @@ func ReadImages(ctx context.Context, fsys fs.FS) ([]ISOImage, error) {
 			img.Bytes += n
 		}
 		out = append(out, img)
-		return fs.SkipDir
+		return nil
 	})
 	return out, err
 }

@@ -153,27 +153,8 @@ func sha256Hash(digest string) *[]cdx.Hash {
 // parent path is its name, its own name the version.
 func imageComponents(ctx context.Context, fsys fs.FS) ([]cdx.Component, error) {
 	var out []cdx.Component
-	err := fs.WalkDir(fsys, "images", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == "images" && errors.Is(err, fs.ErrNotExist) {
-				return fs.SkipAll
-			}
-			return err
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		entries, err := fs.ReadDir(fsys, p)
-		if err != nil {
-			return err
-		}
-		if !dirlayout.IsImageDir(entries) {
-			return nil
-		}
-		dir, err := dirlayout.ReadEntries(ctx, fsys, p, entries, dirlayout.Options{})
-		if err != nil {
-			return fmt.Errorf("image %s: %w", p, err)
-		}
+	err := dirlayout.Walk(ctx, fsys, "images", dirlayout.Options{}, func(dir *dirlayout.Dir) error {
+		p := dir.Path
 		if len(dir.Manifests) == 0 {
 			return fmt.Errorf("image %s: no manifest", p)
 		}
@@ -195,7 +176,7 @@ func imageComponents(ctx context.Context, fsys fs.FS) ([]cdx.Component, error) {
 				{Name: "metalk8s:media-type", Value: string(dir.MediaType)},
 			},
 		})
-		return fs.SkipDir
+		return nil
 	})
 	return out, err
 }
