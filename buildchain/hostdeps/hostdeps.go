@@ -14,23 +14,24 @@ import (
 // TestPackages are the real programs the test suite checks our outputs
 // with: readers and clients of every format the buildchain writes.
 var TestPackages = []string{
-	"nginx-light",      // serves the generated registry config and yum repos
-	"skopeo",           // reference reader of the dir: layout, pull client
-	"docker-registry",  // the Distribution registry, stands in for upstreams
-	"containerd",       // ctr as a pull client
-	"podman",           // pull client
-	"xorriso",          // ISO reader and peer
-	"genisoimage",      // isoinfo, and the mkisofs peer
-	"libarchive-tools", // bsdtar
-	"p7zip-full",       // 7z
-	"fuseiso",          // mounts ISOs without kernel support
-	"isomd5sum",        // checkisomd5
-	"rpm",              // rpmbuild, rpmkeys, rpmsign
-	"createrepo-c",     // the repodata oracle
-	"dnf",              // the yum client
-	"gnupg",            // signing fixtures
-	"python3-jinja2",   // renders registry-config.inc.j2 as MetalK8s does
-	"uidmap",           // podman's rootless helpers are looked up even as root
+	"nginx-light",        // serves the generated registry config and yum repos
+	"skopeo",             // reference reader of the dir: layout, pull client
+	"docker-registry",    // the Distribution registry, stands in for upstreams
+	"containerd",         // ctr as a pull client
+	"podman",             // pull client
+	"xorriso",            // ISO reader and peer
+	"genisoimage",        // isoinfo, and the mkisofs peer
+	"libarchive-tools",   // bsdtar
+	"p7zip-full",         // 7z
+	"fuseiso",            // mounts ISOs without kernel support
+	"isomd5sum",          // checkisomd5
+	"rpm",                // rpmbuild, rpmkeys, rpmsign
+	"createrepo-c",       // the repodata oracle
+	"dnf",                // the yum client
+	"gnupg",              // signing fixtures
+	"python3-jinja2",     // renders registry-config.inc.j2 as MetalK8s does
+	"python3-jsonschema", // checks the SBOM against the CycloneDX schema
+	"uidmap",             // podman's rootless helpers are looked up even as root
 	"fuse-overlayfs",
 	"linux-image-amd64", // the kernel that mounts ISOs under qemu (its isofs is the installer's reader)
 	"qemu-system-x86",   // qemu-system-x86_64, software emulation
