@@ -3,29 +3,13 @@ package isosign
 import (
 	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
-	"github.com/metalk8s/buildchain/internal/testenv"
 )
-
-// GPGVerify checks sig over data with the real gpg, in a fresh GNUPGHOME
-// holding only pub.
-func GPGVerify(t *testing.T, pub, sig, data string) ([]byte, error) {
-	t.Helper()
-	gpg := testenv.Need(t, "gpg")[0]
-	home := t.TempDir()
-	os.Chmod(home, 0o700)
-	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
-	if out, err := exec.Command(gpg, "--batch", "--homedir", home, "--import", pub).CombinedOutput(); err != nil {
-		t.Fatalf("gpg --import: %v\n%s", err, out)
-	}
-	return exec.Command(gpg, "--batch", "--homedir", home, "--verify", sig, data).CombinedOutput()
-}
 
 func TestSignVerifiedByGPG(t *testing.T) {
 	for _, algo := range []string{"rsa2048", "ed25519"} {
@@ -48,7 +32,7 @@ func TestSignVerifiedByGPG(t *testing.T) {
 			if fi, _ := os.Stat(sig); fi.Mode().Perm() != 0o644 {
 				t.Errorf("signature mode %v", fi.Mode())
 			}
-			if out, err := GPGVerify(t, k.PublicPath, sig, data); err != nil || !strings.Contains(string(out), "Good signature") {
+			if out, err := rpmtest.GPGVerify(t, k.PublicPath, sig, data); err != nil || !strings.Contains(string(out), "Good signature") {
 				t.Fatalf("gpg --verify: %v\n%s", err, out)
 			}
 			first, _ := os.ReadFile(sig)
@@ -60,7 +44,7 @@ func TestSignVerifiedByGPG(t *testing.T) {
 			raw, _ := os.ReadFile(data)
 			raw[len(raw)/2] ^= 1
 			os.WriteFile(data, raw, 0o644)
-			if out, err := GPGVerify(t, k.PublicPath, sig, data); err == nil || !strings.Contains(string(out), "BAD signature") {
+			if out, err := rpmtest.GPGVerify(t, k.PublicPath, sig, data); err == nil || !strings.Contains(string(out), "BAD signature") {
 				t.Fatalf("gpg --verify accepted a tampered file: %v\n%s", err, out)
 			}
 		})

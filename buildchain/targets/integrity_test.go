@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,25 +132,13 @@ func TestIsoManifest(t *testing.T) {
 	}
 }
 
-func gpgVerify(t *testing.T, pub, sig, data string) ([]byte, error) {
-	t.Helper()
-	gpg := testenv.Need(t, "gpg")[0]
-	home := t.TempDir()
-	os.Chmod(home, 0o700)
-	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
-	if out, err := exec.Command(gpg, "--batch", "--homedir", home, "--import", pub).CombinedOutput(); err != nil {
-		t.Fatalf("gpg --import: %v\n%s", err, out)
-	}
-	return exec.Command(gpg, "--batch", "--homedir", home, "--verify", sig, data).CombinedOutput()
-}
-
 // With ISO_SIGNING_KEY, the ISO and its in-ISO manifest are signed, and
 // the real gpg accepts both; a tampered ISO fails.
 func TestIsoSignature(t *testing.T) {
 	k := rpmtest.GPGKey(t, "isosign", "rsa2048")
 	buildRoot, isoPath, _ := integrityBuild(t, map[string]string{"ISO_SIGNING_KEY": k.SecretPath})
 	sig := isoPath + ".asc"
-	if out, err := gpgVerify(t, k.PublicPath, sig, isoPath); err != nil || !strings.Contains(string(out), "Good signature") {
+	if out, err := rpmtest.GPGVerify(t, k.PublicPath, sig, isoPath); err != nil || !strings.Contains(string(out), "Good signature") {
 		t.Fatalf("gpg --verify %s: %v\n%s", sig, err, out)
 	}
 	// The manifest's signature is on the ISO, beside the manifest.
@@ -164,7 +151,7 @@ func TestIsoSignature(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(x, n), data, 0o644)
 	}
-	if out, err := gpgVerify(t, k.PublicPath, filepath.Join(x, isomanifest.SignatureName), filepath.Join(x, isomanifest.Name)); err != nil {
+	if out, err := rpmtest.GPGVerify(t, k.PublicPath, filepath.Join(x, isomanifest.SignatureName), filepath.Join(x, isomanifest.Name)); err != nil {
 		t.Fatalf("gpg --verify of the in-ISO manifest: %v\n%s", err, out)
 	}
 	if err := isomanifest.VerifyFS(im.FS()); err != nil {
@@ -175,7 +162,7 @@ func TestIsoSignature(t *testing.T) {
 	raw[len(raw)-1] ^= 1
 	bad := filepath.Join(t.TempDir(), "metalk8s.iso")
 	os.WriteFile(bad, raw, 0o644)
-	if out, err := gpgVerify(t, k.PublicPath, sig, bad); err == nil || !strings.Contains(string(out), "BAD signature") {
+	if out, err := rpmtest.GPGVerify(t, k.PublicPath, sig, bad); err == nil || !strings.Contains(string(out), "BAD signature") {
 		t.Fatalf("gpg --verify accepted a tampered ISO: %v\n%s", err, out)
 	}
 	_ = buildRoot

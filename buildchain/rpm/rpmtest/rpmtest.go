@@ -343,3 +343,17 @@ func Copy(t testing.TB, src, dst string) {
 		}
 	}
 }
+
+// GPGVerify checks sig over data with the real gpg, in a fresh GNUPGHOME
+// holding only pub.
+func GPGVerify(t testing.TB, pub, sig, data string) ([]byte, error) {
+	t.Helper()
+	gpg := testenv.Need(t, "gpg")[0]
+	home := t.TempDir()
+	os.Chmod(home, 0o700)
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
+	if out, err := exec.Command(gpg, "--batch", "--homedir", home, "--import", pub).CombinedOutput(); err != nil {
+		t.Fatalf("gpg --import: %v\n%s", err, out)
+	}
+	return exec.Command(gpg, "--batch", "--homedir", home, "--verify", sig, data).CombinedOutput()
+}
