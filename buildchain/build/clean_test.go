@@ -2,7 +2,6 @@ package build
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,14 +12,7 @@ import (
 func TestCleanDryRunListsWhatCleanRemoves(t *testing.T) {
 	for _, area := range []string{"all", "images", "stamps"} {
 		t.Run(area, func(t *testing.T) {
-			proj := project(t)
-			dir := filepath.Join(proj, "dist")
-			cfg := load(t, proj, dir)
-			b, err := OpenConfig(cfg, io.Discard)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Close()
+			dir, cfg := markedRoot(t)
 			for _, name := range []string{"root/images/a/1/manifest.json", "root/product.txt", "cache/blobs/sha256/ab", "cache/rpm/x.rpm", "bin/linux_amd64/mkiso",
 				".stamps/x.json", "metalk8s.iso", "SHA256SUM", "build-report.json", "notes.txt"} {
 				os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)

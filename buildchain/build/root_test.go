@@ -64,6 +64,21 @@ func listing(t *testing.T, root string) string {
 	return strings.Join(lines, "\n")
 }
 
+// markedRoot is a project's dist/ build root after one run has opened
+// (and so marked) it.
+func markedRoot(t *testing.T) (string, *config.Config) {
+	t.Helper()
+	proj := project(t)
+	dir := filepath.Join(proj, "dist")
+	cfg := load(t, proj, dir)
+	b, err := OpenConfig(cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	return dir, cfg
+}
+
 func load(t *testing.T, projectRoot, buildRoot string) *config.Config {
 	t.Helper()
 	t.Setenv("BUILD_ROOT", buildRoot)
@@ -170,14 +185,7 @@ func TestCleanRefusesAnUnmarkedDirectory(t *testing.T) {
 
 // clean:all removes the entries the build creates and keeps the rest.
 func TestCleanAllRemovesOnlyBuildEntries(t *testing.T) {
-	proj := project(t)
-	dir := filepath.Join(proj, "dist")
-	cfg := load(t, proj, dir)
-	b, err := OpenConfig(cfg, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	dir, cfg := markedRoot(t)
 	if _, err := os.Stat(filepath.Join(dir, Marker)); err != nil {
 		t.Fatalf("no marker after a build: %v", err)
 	}
@@ -198,7 +206,7 @@ func TestCleanAllRemovesOnlyBuildEntries(t *testing.T) {
 	if got, want := strings.Join(left, " "), ".lock "+Marker+" mine notes.txt"; got != want {
 		t.Fatalf("left %q, want %q\n%s", got, want, log.String())
 	}
-	if _, err := os.Stat(filepath.Join(proj, ".git", "HEAD")); err != nil {
+	if _, err := os.Stat(filepath.Join(cfg.ProjectRoot, ".git", "HEAD")); err != nil {
 		t.Fatal(err)
 	}
 }
