@@ -123,7 +123,7 @@ func (r *runner) install(ctx context.Context, k Kind, path string) (Archive, err
 				path, a.ID(), old.Source, old.Digest, a.Digest)
 		}
 	}
-	r.log.Printf("%s %s: verified, mounting at %s", a.Kind, a.ID(), a.MountPoint())
+	r.log.Printf("%s: verified (%s archive %s), mounting at %s", a.ID(), a.Kind, a.Source, a.MountPoint())
 	if err := r.p.Mounter.Mount(ctx, r.tx, a); err != nil {
 		return a, err
 	}
