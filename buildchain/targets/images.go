@@ -286,7 +286,7 @@ func Binaries(ctx context.Context, b *build.Session, p v1.Platform) (map[string]
 		step.Value("go", goVersion()),
 	}
 	// Every Go package the CLIs may import lives in these trees.
-	for _, dir := range []string{"cmd", "buildchain", "registrygen", "internal"} {
+	for _, dir := range []string{"cmd", "buildchain", "registrygen", "internal", "installer"} {
 		inputs = append(inputs, step.Tree(filepath.Join(root, dir)))
 	}
 	if b.Engine.Finished(name) {

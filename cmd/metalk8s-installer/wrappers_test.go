@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"debug/elf"
 	"io"
@@ -9,10 +10,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metalk8s/buildchain/buildchain/gobin"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmbuild"
 	"github.com/metalk8s/buildchain/installer"
 	"github.com/metalk8s/buildchain/installer/installertest"
 	"github.com/metalk8s/buildchain/internal/cli/clitest"
@@ -247,6 +251,37 @@ func TestStaticInstallerThroughWrappers(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "metalk8s-installer 2.") {
 		t.Fatalf("version: %v %s", err, out)
 	}
+	// The metalk8s-installer RPM of packages/ ships this very binary,
+	// now that packaging finds the CLI.
+	clis, err := gobin.Discover("../..")
+	if err != nil || !slices.Contains(clis, installer.Name) {
+		t.Fatalf("gobin.Discover does not list %s: %v %v", installer.Name, clis, err)
+	}
+	spec, err := rpmbuild.Load("../../packages/metalk8s-installer.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpmFile := filepath.Join(dir, spec.FileName())
+	var rpmData bytes.Buffer
+	if err := spec.Build(&rpmData, rpmbuild.Options{Epoch: time.Unix(1700000000, 0), Binaries: map[string]string{installer.Name: bin}}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(rpmFile, rpmData.Bytes(), 0o644)
+	tools := testenv.Need(t, "rpm", "bsdtar")
+	if out, err := exec.Command(tools[0], "-qp", "--qf", "[%{FILEMODES:perms} %{FILENAMES}\n]", rpmFile).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "-rwxr-xr-x /usr/bin/metalk8s-installer\n") {
+		t.Fatalf("rpm -qp: %v\n%s", err, out)
+	}
+	x := t.TempDir()
+	if out, err := exec.Command(tools[1], "-xf", rpmFile, "-C", x).CombinedOutput(); err != nil {
+		t.Fatalf("bsdtar: %v\n%s", err, out)
+	}
+	inRPM, _ := os.ReadFile(filepath.Join(x, "usr/bin/metalk8s-installer"))
+	built, _ := os.ReadFile(bin)
+	if !bytes.Equal(inRPM, built) {
+		t.Fatalf("the RPM's /usr/bin/metalk8s-installer (%d bytes) is not the built installer (%d bytes)", len(inRPM), len(built))
+	}
+
 	iso := isoRoot(t, bin)
 	root := t.TempDir()
 	bash := testenv.Need(t, "bash")[0]
