@@ -72,7 +72,10 @@ func AcquireLock(ctx context.Context, path string, noWait bool, wait io.Writer) 
 				fmt.Fprintf(wait, "waiting for the lock %s, held by pid %s\n", path, holder)
 				said = true
 			}
-			err = flockCtx(ctx, f)
+			var abandoned bool
+			if abandoned, err = flockCtx(ctx, f); abandoned {
+				return nil, fmt.Errorf("lock %s: %w", path, err)
+			}
 		}
 		if err != nil {
 			f.Close()
@@ -112,16 +115,21 @@ func readHolder(f *os.File) string {
 }
 
 // flockCtx waits for the flock in a goroutine, so that a signal ending
-// ctx ends the wait; the goroutine is then left blocked until the process
-// exits, which the caller is about to do.
-func flockCtx(ctx context.Context, f *os.File) error {
+// ctx ends the wait. The file then belongs to that goroutine, which closes
+// it once its flock returns (closing it under a blocked flock would race,
+// and its descriptor number could be reused): the caller must not.
+func flockCtx(ctx context.Context, f *os.File) (abandoned bool, err error) {
 	done := make(chan error, 1)
 	go func() { done <- flock(f, syscall.LOCK_EX) }()
 	select {
 	case err := <-done:
-		return err
+		return false, err
 	case <-ctx.Done():
-		return ctx.Err()
+		go func() {
+			<-done
+			f.Close()
+		}()
+		return true, ctx.Err()
 	}
 }
 
