@@ -143,6 +143,12 @@ func (r *runner) remove(ctx context.Context, k Kind, path string) error {
 	}
 	a, ok := r.state.FindSource(k, path)
 	if !ok {
+		// Verifiers record sources free of symbolic links.
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			a, ok = r.state.FindSource(k, real)
+		}
+	}
+	if !ok {
 		if err := r.p.need("verifier"); err != nil {
 			return err
 		}
