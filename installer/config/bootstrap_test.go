@@ -118,7 +118,7 @@ func TestBootstrapRules(t *testing.T) {
 		{"plane item not string", replace("    - 172.23.0.0/16", "    - [x]"), []string{"b.yaml:7: networks.workloadPlane[1]: want a string, got a list"}},
 		{"pods overlap services", replace("networks:\n", "networks:\n  pods: 10.96.0.0/16\n"), []string{"b.yaml:4: networks.pods: 10.96.0.0/16 overlaps networks.services 10.96.0.0/12 (the default)"}},
 		{"pods overlap plane", replace("networks:\n", "networks:\n  pods: 172.22.128.0/17\n"), []string{"b.yaml:4: networks.pods: 172.22.128.0/17 overlaps networks.workloadPlane[0] 172.22.0.0/16"}},
-		{"services overlap plane", replace("controlPlane: 172.21.0.0/16", "controlPlane: 10.0.0.0/8")+"", []string{
+		{"services overlap plane", replace("controlPlane: 172.21.0.0/16", "controlPlane: 10.0.0.0/8") + "", []string{
 			"b.yaml:11: apiServer.host: 172.21.0.10 is in no network of networks.controlPlane [10.0.0.0/8]; nodes reach the API over the control plane",
 			"b.yaml:4: networks.pods: 10.233.0.0/16 (the default) overlaps networks.controlPlane 10.0.0.0/8",
 			"b.yaml:4: networks.services: 10.96.0.0/12 (the default) overlaps networks.controlPlane 10.0.0.0/8"}},

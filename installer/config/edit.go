@@ -409,9 +409,17 @@ func (t text) ownLine(first, last *yaml.Node, prefix *regexp.Regexp) (start, nex
 	if !ok || first.Line != last.Line || !t.restBlank(end, last.Line) {
 		return 0, 0, false
 	}
-	ls, _, next, _ := t.line(first.Line)
+	ls, end, next, _ := t.line(first.Line)
 	if !prefix.Match(t.data[ls:s0]) {
 		return 0, 0, false
+	}
+	if end == len(t.data) && ls > 0 {
+		// The last line, without a newline: its line break is the one
+		// before it.
+		ls--
+		if ls > 0 && t.data[ls-1] == '\r' {
+			ls--
+		}
 	}
 	return ls, next, true
 }
