@@ -409,19 +409,24 @@ func (t text) ownLine(first, last *yaml.Node, prefix *regexp.Regexp) (start, nex
 	if !ok || first.Line != last.Line || !t.restBlank(end, last.Line) {
 		return 0, 0, false
 	}
-	ls, end, next, _ := t.line(first.Line)
+	ls, _, next, _ := t.line(first.Line)
 	if !prefix.Match(t.data[ls:s0]) {
 		return 0, 0, false
 	}
-	if end == len(t.data) && ls > 0 {
-		// The last line, without a newline: its line break is the one
-		// before it.
+	return ls, next, true
+}
+
+// lineSpan widens the span of a whole line to delete: the last line,
+// without a newline, takes the line break before it, so that deleting
+// what insertAfter added gives back the same bytes.
+func (t text) lineSpan(ls, next int) (int, int) {
+	if next == len(t.data) && (next == 0 || t.data[next-1] != '\n') && ls > 0 {
 		ls--
 		if ls > 0 && t.data[ls-1] == '\r' {
 			ls--
 		}
 	}
-	return ls, next, true
+	return ls, next
 }
 
 // removeItem deletes the line of the item val; the last one leaves "[]".
@@ -439,12 +444,14 @@ func removeItem(d []byte, key, val string) ([]byte, bool) {
 			return nil, false
 		}
 		if len(v.Content) > 1 {
+			ls, next = t.lineSpan(ls, next)
 			return splice(d[:ls], d[next:]), true
 		}
 		colon, ok := t.colonAlone(k)
 		if !ok {
 			return nil, false
 		}
+		ls, next = t.lineSpan(ls, next)
 		return splice(d[:colon+1], []byte(" []"), d[colon+1:ls], d[next:]), true
 	}
 	return nil, false
@@ -511,12 +518,14 @@ func deleteEntry(d []byte, key, name string) ([]byte, bool) {
 			return nil, false
 		}
 		if len(v.Content) > 2 {
+			ls, next = t.lineSpan(ls, next)
 			return splice(d[:ls], d[next:]), true
 		}
 		colon, ok := t.colonAlone(k)
 		if !ok {
 			return nil, false
 		}
+		ls, next = t.lineSpan(ls, next)
 		return splice(d[:colon+1], []byte(" {}"), d[colon+1:ls], d[next:]), true
 	}
 	return nil, false
