@@ -82,14 +82,27 @@ func FuzzParseSolutions(f *testing.F) {
 	})
 }
 
-// hasValue: the top-level key is there with a non-null value.
-func hasValue(data []byte, key string) bool {
+// restorable: the top-level key is there with a non-null value, and an
+// empty flow value is written "key: []" (or "{}") with one space, the
+// form a removal of the last item writes back.
+func restorable(data []byte, key string) bool {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return false
 	}
 	v := topValue(doc.Content[0], key)
-	return v != nil && !isNull(v)
+	if v == nil || isNull(v) {
+		return false
+	}
+	if len(v.Content) == 0 {
+		t, _, k, v, ok := topEntry(data, key)
+		if !ok || k == nil {
+			return false
+		}
+		colon, start, _, ok := t.emptyFlow(k, v, map[yaml.Kind]string{yaml.SequenceNode: "[]", yaml.MappingNode: "{}"}[v.Kind])
+		return ok && start == colon+2
+	}
+	return true
 }
 
 // FuzzSolutionsEdit: on any file that checks, adding an archive then
@@ -124,7 +137,7 @@ func FuzzSolutionsEdit(f *testing.F) {
 			if err != nil || !removed || !slices.Equal(s.Archives, orig.Archives) || !mapsEqual(s.Active, orig.Active) {
 				t.Fatalf("RemoveArchive(%q): %v %v; archives %v, want %v", path, removed, err, s.Archives, orig.Archives)
 			}
-			if addSurgical && s.surgical && hasValue(data, s.listKey()) && string(s.Bytes()) != string(data) {
+			if addSurgical && s.surgical && restorable(data, s.listKey()) && string(s.Bytes()) != string(data) {
 				t.Fatalf("add then remove %q changed the bytes:\n%q\nwant\n%q", path, s.Bytes(), data)
 			}
 		}
@@ -146,7 +159,7 @@ func FuzzSolutionsEdit(f *testing.F) {
 		if ch, err := s.Deactivate(name); err != nil || !ch || !mapsEqual(s.Active, orig.Active) || !slices.Equal(s.Archives, orig.Archives) {
 			t.Fatalf("Deactivate(%q): %v %v; active %v", name, ch, err, s.Active)
 		}
-		if setSurgical && s.surgical && hasValue(data, "active") && string(s.Bytes()) != string(data) {
+		if setSurgical && s.surgical && restorable(data, "active") && string(s.Bytes()) != string(data) {
 			t.Fatalf("activate then deactivate %q changed the bytes:\n%q\nwant\n%q", name, s.Bytes(), data)
 		}
 	})
