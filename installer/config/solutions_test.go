@@ -362,3 +362,36 @@ func TestOpenInvalidLeavesFile(t *testing.T) {
 		t.Fatalf("symlink: %v", err)
 	}
 }
+
+func TestEditsQuoteWhatYAMLWouldRetype(t *testing.T) {
+	s := mustParse(t, newSolutions)
+	for _, name := range []string{"true", "123", "null"} {
+		if _, err := s.SetActive(name, "1.0.0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.AddArchive("/srv/iso/a: b #c.iso"); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`  "true": 1.0.0`, `  "123": 1.0.0`, `  "null": 1.0.0`, `  - '/srv/iso/a: b #c.iso'`} {
+		if !strings.Contains(string(s.Bytes()), want+"\n") {
+			t.Errorf("missing %q in:\n%s", want, s.Bytes())
+		}
+	}
+	again := mustParse(t, string(s.Bytes()))
+	if again.Active["true"] != "1.0.0" || again.Active["123"] != "1.0.0" || again.Active["null"] != "1.0.0" || again.Archives[0] != "/srv/iso/a: b #c.iso" {
+		t.Errorf("read back %+v", again)
+	}
+}
+
+func TestEmptyFlowWithOddSpacing(t *testing.T) {
+	// "archives:   []" still gets a line edit; removing the last item
+	// writes the one-space form.
+	src := "apiVersion: solutions.metalk8s.scality.com/v1alpha1\nkind: SolutionsConfiguration\n# list\narchives:   []   # none\n"
+	s := mustParse(t, src)
+	edit(t, s, true, func() (bool, error) { return s.AddArchive("/a.iso") })
+	edit(t, s, true, func() (bool, error) { return s.RemoveArchive("/a.iso") })
+	if want := strings.Replace(src, "archives:   []   # none", "archives: []   # none", 1); string(s.Bytes()) != want {
+		t.Errorf("got %q, want %q", s.Bytes(), want)
+	}
+}
