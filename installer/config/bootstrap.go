@@ -91,6 +91,9 @@ func ParseBootstrap(name string, data []byte) (*Bootstrap, error) {
 	}
 	b := &Bootstrap{}
 	top := c.mapping(root, "", "apiVersion", "kind", "networks", "ca", "apiServer", "products")
+	if top == nil {
+		return nil, c.err()
+	}
 	c.header(root, top, BootstrapAPIVersion, BootstrapKind)
 
 	// Each field is checked on its own first; the checks across fields
@@ -234,8 +237,11 @@ func (c *checker) header(root *yaml.Node, top map[string]*yaml.Node, apiVersions
 }
 
 // required returns the value of a field, or reports it missing. A field
-// given as null counts as missing.
+// given as null counts as missing. Fields is what mapping returned.
 func (c *checker) required(parent *yaml.Node, fields map[string]*yaml.Node, path, key string) *yaml.Node {
+	if fields == nil { // the parent is not a mapping, which is reported
+		return nil
+	}
 	n := fields[key]
 	if isNull(n) {
 		at := parent

@@ -97,8 +97,9 @@ func TestBootstrapRules(t *testing.T) {
 	}{
 		{"empty", "# nothing\n", []string{"b.yaml: holds no document"}},
 		{"syntax", "networks: [\n", []string{"b.yaml:1: invalid YAML"}},
-		{"not a mapping", "- a\n", []string{"b.yaml:1: want a mapping, got a list", "b.yaml:1: apiVersion: is required", "b.yaml:1: kind: is required",
-			"b.yaml:1: networks: is required", "b.yaml:1: ca: is required", "b.yaml:1: apiServer: is required", "b.yaml:1: products: is required"}},
+		{"not a mapping", "- a\n", []string{"b.yaml:1: want a mapping, got a list"}},
+		{"section not a mapping", replace("ca:\n  minion: bootstrap\n", "ca: [bootstrap]\n"), []string{"b.yaml:8: ca: want a mapping, got a list"}},
+		{"networks not a mapping", replace("networks:\n", "networks: 10.0.0.0/8\nx:\n"), []string{"b.yaml:3: networks: want a mapping, got the scalar \"10.0.0.0/8\"", "b.yaml:4: x: unknown field"}},
 		{"api version", replace("v1alpha2", "v1alpha1"), []string{`b.yaml:1: apiVersion: "metalk8s.scality.com/v1alpha1" is not supported; want "metalk8s.scality.com/v1alpha2"`}},
 		{"kind", replace("kind: BootstrapConfiguration", "kind: Bootstrap"), []string{`b.yaml:2: kind: "Bootstrap" is not supported`}},
 		{"unknown field", replace("ca:\n", "proxies: {}\nca:\n"), []string{"b.yaml:8: proxies: unknown field"}},

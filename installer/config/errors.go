@@ -104,6 +104,8 @@ func isNull(n *yaml.Node) bool {
 
 // mapping checks that n is a mapping (null counts as an empty one) whose
 // keys are all known and given once, and returns the value of each key.
+// It returns nil for anything else, so that the caller does not go on to
+// report each field of it missing.
 func (c *checker) mapping(n *yaml.Node, path string, known ...string) map[string]*yaml.Node {
 	out := map[string]*yaml.Node{}
 	if isNull(n) {
@@ -111,7 +113,7 @@ func (c *checker) mapping(n *yaml.Node, path string, known ...string) map[string
 	}
 	if n.Kind != yaml.MappingNode {
 		c.add(n, path, "want a mapping, got %s", yamlstrict.Describe(n))
-		return out
+		return nil
 	}
 	keyLine := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {

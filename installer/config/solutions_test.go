@@ -76,6 +76,7 @@ func TestSolutionsRules(t *testing.T) {
 		{"two documents", head + "---\na: 1\n", []string{"s.yaml:3: only one YAML document"}},
 		{"alias", head + "archives: &a [/x.iso]\nactive: *a\n", []string{"s.yaml:3: YAML anchors and aliases are not allowed"}},
 		{"api version", "apiVersion: v1\nkind: SolutionsConfiguration\n", []string{`s.yaml:1: apiVersion: "v1" is not supported; want "solutions.metalk8s.scality.com/v1alpha1"`}},
+		{"not a mapping", "[a, b]\n", []string{"s.yaml:1: want a mapping, got a list"}},
 		{"missing header", "archives: []\n", []string{"s.yaml:1: apiVersion: is required", "s.yaml:1: kind: is required"}},
 		{"kind", "apiVersion: solutions.metalk8s.scality.com/v1alpha1\nkind: Solutions\n", []string{`s.yaml:2: kind: "Solutions" is not supported`}},
 		{"unknown field", head + "solutions: []\n", []string{"s.yaml:3: solutions: unknown field (known: apiVersion, kind, archives, active)"}},
