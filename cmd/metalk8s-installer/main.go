@@ -6,11 +6,4 @@ package main
 
 import "github.com/metalk8s/buildchain/installer"
 
-func main() { installer.Main(wire) }
-
-// wire makes the pieces of one run. The packages that verify, mount,
-// serve and deploy are plugged in here as they land; until then the
-// commands that need one fail, naming it.
-func wire(installer.Env) (installer.Pieces, error) {
-	return installer.Pieces{}, nil
-}
+func main() { installer.Main(installer.Real) }
