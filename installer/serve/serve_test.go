@@ -1,0 +1,272 @@
+package serve
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metalk8s/buildchain/installer/change"
+	"github.com/metalk8s/buildchain/internal/testenv"
+)
+
+func run(t testing.TB, prog string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, prog, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", prog, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// apply runs Apply in a fresh transaction, failing the test on error, and
+// stops the nginx it started when the test ends.
+func apply(t *testing.T, root string, archives []Archive, opts Options) (*change.Tx, *Result) {
+	t.Helper()
+	tx := change.New(root, false)
+	res, err := Apply(context.Background(), tx, archives, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Started {
+		t.Cleanup(func() { Stop(change.New(root, false)) })
+	}
+	return tx, res
+}
+
+func get(t testing.TB, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+// waitStatus waits until url answers want: a reload is asynchronous (the
+// old workers finish, new ones start). It is a wait, not a timed
+// assertion: the failure is the wrong status after a generous bound.
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	var got int
+	for i := 0; i < 300; i++ {
+		if got, _ = get(t, url); got == want {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: %d, want %d", url, got, want)
+}
+
+func manifestURL(opts Options, repo string, im fixtureImage) string {
+	return fmt.Sprintf("http://%s/v2/%s/%s/manifests/%s", opts.Listen, repo, im.name, im.digest)
+}
+
+// TestServeEndToEnd serves a MetalK8s-like and a Solution-like archive
+// from one generated nginx (unprivileged workers) and pulls from it with
+// skopeo, ctr (by the served names, and by the upstream names through the
+// generated hosts.toml), dnf (gpgcheck on, from the generated .repo); then
+// checks idempotence, and that removing an archive stops serving it only.
+func TestServeEndToEnd(t *testing.T) {
+	testenv.Short(t, "runs nginx, skopeo, containerd and dnf")
+	tools := testenv.Need(t, "skopeo", "dnf", "rpm")
+	skopeo, dnf := tools[0], tools[1]
+	root := testRoot(t)
+	mk, sol := twoArchives(t, root)
+	opts := testOptions(t)
+	tx, res := apply(t, root, archivesOf(mk, sol), opts)
+	if !res.Started || !res.ConfigChanged {
+		t.Fatalf("first apply: %+v", res)
+	}
+	var report bytes.Buffer
+	tx.Print(&report)
+	for _, want := range []string{ServerConfig, MainConfig, UnitFile, "/etc/yum.repos.d/metalk8s-metalk8s-2.0.0-metalk8s-epel.repo",
+		"/etc/containerd/certs.d/quay.mirror.invalid/hosts.toml", "/etc/containerd/certs.d/k8s.mirror.invalid/hosts.toml", "nginx started"} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("report lacks %s:\n%s", want, report.String())
+		}
+	}
+	pid, _ := runningPid(change.New(root, false))
+	// skopeo copies every image of both archives, by tag, and the copy's
+	// manifest has the shipped digest.
+	for _, a := range []*fixtureArchive{mk, sol} {
+		for _, im := range a.images {
+			ref := fmt.Sprintf("docker://%s/%s/%s:%s", opts.Listen, a.Repository(), im.name, im.tag)
+			dst := t.TempDir()
+			run(t, skopeo, "copy", "--src-tls-verify=false", "--preserve-digests", ref, "dir:"+dst)
+			m, err := os.ReadFile(filepath.Join(dst, "manifest.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := sha256.Sum256(m); "sha256:"+hex.EncodeToString(d[:]) != im.digest {
+				t.Errorf("%s: manifest digest %x, want %s", ref, d, im.digest)
+			}
+		}
+	}
+
+	// The workers that served the pulls are not root.
+	if uids := childUIDs(t, pid); len(uids) == 0 || strings.Contains(" "+strings.Join(uids, " ")+" ", " 0 ") {
+		t.Errorf("nginx (pid %d) workers run as uids %v, want an unprivileged user", pid, uids)
+	}
+
+	// containerd: by the served name, and by the upstream name and digest
+	// through the generated hosts.toml (the upstream hosts never resolve).
+	addr := startContainerd(t)
+	ctr := testenv.Need(t, "ctr")[0]
+	hostsDir := filepath.Join(root, "etc/containerd/certs.d")
+	for _, a := range []*fixtureArchive{mk, sol} {
+		for _, im := range a.images {
+			ref := fmt.Sprintf("%s/%s/%s:%s", opts.Listen, a.Repository(), im.name, im.tag)
+			run(t, ctr, "--address", addr, "--namespace", "serve", "images", "pull", "--plain-http", "--snapshotter", "native", ref)
+			if out := run(t, ctr, "--address", addr, "--namespace", "serve", "images", "list", "name=="+ref); !bytes.Contains(out, []byte(im.digest)) {
+				t.Errorf("ctr images list %s: no %s in\n%s", ref, im.digest, out)
+			}
+		}
+	}
+	for _, im := range mk.images {
+		ref := im.source + "@" + im.digest
+		run(t, ctr, "--address", addr, "--namespace", "upstream", "images", "pull", "--hosts-dir", hostsDir, "--snapshotter", "native", ref)
+		if out := run(t, ctr, "--address", addr, "--namespace", "upstream", "images", "list", "name=="+ref); !bytes.Contains(out, []byte(im.digest)) {
+			t.Errorf("ctr images list %s: no %s in\n%s", ref, im.digest, out)
+		}
+		// And by tag, as a kubelet asks for name:tag.
+		run(t, ctr, "--address", addr, "--namespace", "upstream", "images", "pull", "--hosts-dir", hostsDir, "--snapshotter", "native", im.source+":"+im.tag)
+	}
+
+	// dnf installs from the generated .repo file, gpgcheck on, the key
+	// fetched from the served tree.
+	installRoot, cache := t.TempDir(), t.TempDir()
+	out := run(t, dnf, "-y", "--installroot", installRoot, "--releasever", "7", "--setopt=reposdir="+filepath.Join(root, "etc/yum.repos.d"),
+		"--setopt=cachedir="+cache, "--setopt=install_weak_deps=False", "--setopt=gpgcheck=1", "install", "alpha")
+	if q := run(t, "rpm", "--root", installRoot, "-q", "alpha", "beta", "gamma"); bytes.Contains(q, []byte("not installed")) {
+		t.Fatalf("dnf install: %s\n%s", q, out)
+	}
+	repoFile, _ := os.ReadFile(filepath.Join(root, "etc/yum.repos.d/metalk8s-metalk8s-2.0.0-metalk8s-epel.repo"))
+	if !bytes.Contains(repoFile, []byte("gpgcheck=1\n")) || !bytes.Contains(repoFile, []byte("baseurl=http://"+opts.Listen+"/metalk8s-2.0.0/metalk8s-epel/\n")) {
+		t.Errorf("repo file:\n%s", repoFile)
+	}
+
+	// Twice: nothing changes, nginx is not reloaded.
+	tx2, res2 := apply(t, root, archivesOf(mk, sol), opts)
+	if tx2.Changed() || res2.Reloaded || res2.Started || res2.ConfigChanged {
+		var b bytes.Buffer
+		tx2.Print(&b)
+		t.Fatalf("second apply changed something: %+v\n%s", res2, b.String())
+	}
+	if pid2, _ := runningPid(change.New(root, false)); pid2 != pid {
+		t.Fatalf("nginx pid %d, was %d", pid2, pid)
+	}
+
+	// Without the Solution: its images answer 404, MetalK8s' still serve.
+	_, res3 := apply(t, root, archivesOf(mk), opts)
+	if !res3.Reloaded {
+		t.Fatalf("removing an archive: %+v", res3)
+	}
+	for _, im := range sol.images {
+		waitStatus(t, manifestURL(opts, sol.Repository(), im), http.StatusNotFound)
+	}
+	for _, im := range mk.images {
+		if code, _ := get(t, manifestURL(opts, mk.Repository(), im)); code != http.StatusOK {
+			t.Errorf("%s: %d after removing the other archive", manifestURL(opts, mk.Repository(), im), code)
+		}
+	}
+}
+
+// startContainerd runs a containerd of its own (root, state, socket in
+// temporary directories; only the plugins a pull needs) and returns its
+// address. Its config_path points at nothing: ctr's --hosts-dir is what
+// reads the generated hosts.toml, with the same resolver code.
+func startContainerd(t *testing.T) string {
+	t.Helper()
+	bins := testenv.Need(t, "containerd", "ctr")
+	if os.Geteuid() != 0 {
+		t.Skip("containerd needs root")
+	}
+	// The socket path must fit in sun_path (108 bytes): not under t.TempDir.
+	dir, err := os.MkdirTemp("", "serve-ctd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	addr := filepath.Join(dir, "c.sock")
+	conf := filepath.Join(dir, "config.toml")
+	err = os.WriteFile(conf, []byte(fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.overlayfs",
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+[debug]
+  address = ""
+[metrics]
+  address = ""
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), addr, addr+".ttrpc")), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bins[0], "--config", conf, "--address", addr)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for i := 0; ; i++ {
+		out, err := exec.Command(bins[1], "--address", addr, "version").CombinedOutput()
+		if err == nil {
+			return addr
+		}
+		if i > 300 {
+			t.Fatalf("containerd did not answer: %v\n%s", out, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// childUIDs returns the real uids of pid's child processes, from /proc.
+func childUIDs(t *testing.T, pid int) []string {
+	t.Helper()
+	dirs, _ := filepath.Glob("/proc/[0-9]*/status")
+	var uids []string
+	for _, d := range dirs {
+		data, err := os.ReadFile(d)
+		if err != nil {
+			continue
+		}
+		var ppid, uid string
+		for _, l := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "PPid:" {
+				ppid = f[1]
+			} else if len(f) >= 2 && f[0] == "Uid:" {
+				uid = f[1]
+			}
+		}
+		if ppid == fmt.Sprint(pid) {
+			uids = append(uids, uid)
+		}
+	}
+	return uids
+}
