@@ -270,3 +270,90 @@ func childUIDs(t *testing.T, pid int) []string {
 	}
 	return uids
 }
+
+// TestFailuresKeepServing: a candidate nginx -t refuses, and an archive
+// whose registry template was tampered with, both fail Apply before any
+// file is touched, and the running nginx keeps serving the previous
+// config. A rollback after a successful reload puts the previous config
+// back and reloads it.
+func TestFailuresKeepServing(t *testing.T) {
+	testenv.Short(t, "runs nginx")
+	root := testRoot(t)
+	mk, sol := twoArchives(t, root)
+	opts := testOptions(t)
+	apply(t, root, archivesOf(mk, sol), opts)
+	before := snapshot(t, root)
+	pid, _ := runningPid(change.New(root, false))
+	serving := func() {
+		t.Helper()
+		for _, a := range []*fixtureArchive{mk, sol} {
+			for _, im := range a.images {
+				if code, _ := get(t, manifestURL(opts, a.Repository(), im)); code != http.StatusOK {
+					t.Errorf("%s: %d, want 200 (the previous config serving)", manifestURL(opts, a.Repository(), im), code)
+				}
+			}
+		}
+		if p, ok := runningPid(change.New(root, false)); !ok || p != pid {
+			t.Errorf("nginx pid %d (running %v), want %d still running", p, ok, pid)
+		}
+		if after := snapshot(t, root); after != before {
+			t.Errorf("files changed by a failed apply:\n%s\nwas\n%s", after, before)
+		}
+	}
+
+	// nginx -t fails: the workers' user does not exist.
+	bad := opts
+	bad.User = "no-such-user-here"
+	tx := change.New(root, false)
+	_, err := Apply(context.Background(), tx, archivesOf(mk, sol), bad)
+	if err == nil || !strings.Contains(err.Error(), "nginx -t refused") {
+		t.Fatalf("apply with a config nginx -t refuses: %v", err)
+	}
+	if tx.Changed() {
+		t.Fatal("a refused candidate reports changes")
+	}
+	serving()
+
+	// A Solution whose template gained a location aliasing /etc.
+	tampered := *sol
+	dir := t.TempDir()
+	run(t, "cp", "-a", sol.dir+"/.", dir)
+	tmpl, _ := os.ReadFile(filepath.Join(dir, RegistryTemplate))
+	os.WriteFile(filepath.Join(dir, RegistryTemplate), append(tmpl, "location /etc/ { alias /etc/; }\n"...), 0o644)
+	tampered.FS = os.DirFS(dir)
+	_, err = Apply(context.Background(), change.New(root, false), archivesOf(mk, &tampered), opts)
+	if err == nil || !strings.Contains(err.Error(), "example-solution-1.0.0: "+RegistryTemplate+" is not the template") {
+		t.Fatalf("apply with a tampered template: %v", err)
+	}
+	serving()
+
+	// A successful change rolled back: the Solution comes back.
+	tx = change.New(root, false)
+	res, err := Apply(context.Background(), tx, archivesOf(mk), opts)
+	if err != nil || !res.Reloaded {
+		t.Fatalf("apply: %+v %v", res, err)
+	}
+	waitStatus(t, manifestURL(opts, sol.Repository(), sol.images[0]), http.StatusNotFound)
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, manifestURL(opts, sol.Repository(), sol.images[0]), http.StatusOK)
+	serving()
+}
+
+// snapshot lists the files Apply writes, with their contents' digests.
+func snapshot(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	for _, d := range []string{"etc"} {
+		filepath.Walk(filepath.Join(root, d), func(p string, fi os.FileInfo, err error) error {
+			if err != nil || fi.IsDir() {
+				return err
+			}
+			data, _ := os.ReadFile(p)
+			fmt.Fprintf(&b, "%s %x %v\n", strings.TrimPrefix(p, root), sha256.Sum256(data), fi.Mode())
+			return nil
+		})
+	}
+	return b.String()
+}
