@@ -50,6 +50,14 @@ func Apply(ctx context.Context, tx *change.Tx, archives []Archive, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	// The state directories nginx -t opens (its error log) and the
+	// daemon uses; created through the Tx, so a failed first run's
+	// rollback removes them again.
+	for _, d := range []string{filepath.Dir(ServerConfig), filepath.Dir(PidFile), LogDir, TempDir} {
+		if err := tx.MkdirAll(d); err != nil {
+			return nil, err
+		}
+	}
 	if err := checkCandidate(ctx, tx, files, opts); err != nil {
 		return nil, err
 	}
@@ -66,11 +74,6 @@ func Apply(ctx context.Context, tx *change.Tx, archives []Archive, opts Options)
 		}
 		return nil
 	})
-	for _, d := range []string{filepath.Dir(ServerConfig), filepath.Dir(PidFile), LogDir, TempDir} {
-		if err := tx.MkdirAll(d); err != nil {
-			return nil, err
-		}
-	}
 	// The node files first: if one fails, nginx was not touched.
 	if err := writeSet(tx, YumReposDir, ".repo", "metalk8s-", files.Repos); err != nil {
 		return nil, err
@@ -134,11 +137,8 @@ func checkCandidate(ctx context.Context, tx *change.Tx, files *Files, opts Optio
 	logDir, tmpDir, pid := tx.Path(LogDir), tx.Path(TempDir), tx.Path(PidFile)
 	if tx.DryRun {
 		logDir, tmpDir, pid = dir, filepath.Join(dir, "tmp"), filepath.Join(dir, "nginx.pid")
-	} else {
-		for _, d := range []string{LogDir, TempDir, filepath.Dir(PidFile)} {
-			if err := os.MkdirAll(tx.Path(d), 0o755); err != nil {
-				return err
-			}
+		if err := os.Mkdir(tmpDir, 0o755); err != nil {
+			return err
 		}
 	}
 	main := filepath.Join(dir, "nginx.conf")

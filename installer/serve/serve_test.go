@@ -357,3 +357,33 @@ func snapshot(t *testing.T, root string) string {
 	}
 	return b.String()
 }
+
+// TestDryRun: a dry run checks the candidate with nginx -t, reports what
+// would change, and writes and starts nothing.
+func TestDryRun(t *testing.T) {
+	root := testRoot(t)
+	_, sol := twoArchives(t, root)
+	opts := testOptions(t)
+	tx := change.New(root, true)
+	res, err := Apply(context.Background(), tx, archivesOf(sol), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	tx.Print(&b)
+	if res.Started || !strings.Contains(b.String(), "would be added") || !strings.Contains(b.String(), "nginx started") {
+		t.Fatalf("dry run: %+v\n%s", res, b.String())
+	}
+	for _, d := range []string{"etc", "run", "var"} {
+		if _, err := os.Stat(filepath.Join(root, d)); err == nil {
+			t.Errorf("dry run created %s", d)
+		}
+	}
+	if _, ok := runningPid(change.New(root, false)); ok {
+		t.Error("dry run started nginx")
+	}
+	opts.User = "no-such-user-here"
+	if _, err := Apply(context.Background(), change.New(root, true), archivesOf(sol), opts); err == nil || !strings.Contains(err.Error(), "nginx -t refused") {
+		t.Fatalf("dry run with a config nginx -t refuses: %v", err)
+	}
+}
