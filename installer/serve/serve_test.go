@@ -339,6 +339,24 @@ func TestFailuresKeepServing(t *testing.T) {
 	}
 	waitStatus(t, manifestURL(opts, sol.Repository(), sol.images[0]), http.StatusOK)
 	serving()
+
+	// Without MetalK8s: the .repo and hosts.toml files written for it go,
+	// a file of the same name pattern that the installer did not write
+	// stays.
+	foreign := filepath.Join(root, "etc/yum.repos.d/metalk8s-local.repo")
+	os.WriteFile(foreign, []byte("[local]\nbaseurl=file:///srv/local\n"), 0o644)
+	tx, _ = apply(t, root, archivesOf(sol), opts)
+	var b bytes.Buffer
+	tx.Print(&b)
+	for _, p := range []string{"etc/yum.repos.d/metalk8s-metalk8s-2.0.0-metalk8s-epel.repo", "etc/containerd/certs.d/quay.mirror.invalid/hosts.toml"} {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil || !strings.Contains(b.String(), "removed   file /"+p) {
+			t.Errorf("%s not removed with its archive:\n%s", p, b.String())
+		}
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("a .repo file the installer did not write was removed: %v", err)
+	}
+	waitStatus(t, manifestURL(opts, mk.Repository(), mk.images[0]), http.StatusNotFound)
 }
 
 // snapshot lists the files Apply writes, with their contents' digests.
