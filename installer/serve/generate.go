@@ -459,7 +459,7 @@ events {
     worker_connections 1024;
 }
 http {
-    access_log %[3]s/access.log;
+    access_log %[3]s/access.log combined buffer=64k flush=5s;
     client_body_temp_path %[4]s/body;
     proxy_temp_path %[4]s/proxy;
     fastcgi_temp_path %[4]s/fastcgi;

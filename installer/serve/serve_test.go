@@ -190,8 +190,10 @@ func TestServeEndToEnd(t *testing.T) {
 
 // startContainerd runs a containerd of its own (root, state, socket in
 // temporary directories; only the plugins a pull needs) and returns its
-// address. Its config_path points at nothing: ctr's --hosts-dir is what
-// reads the generated hosts.toml, with the same resolver code.
+// address. config_path is a setting of the CRI plugin, which a test
+// machine cannot run (it is disabled here); `ctr images pull --hosts-dir`
+// reads the generated hosts.toml through the same resolver code
+// (remotes/docker/config) that CRI uses with config_path.
 func startContainerd(t *testing.T) string {
 	t.Helper()
 	bins := testenv.Need(t, "containerd", "ctr")
