@@ -41,6 +41,7 @@ var TestPackages = []string{
 	"wrk",               // benchmarks: HTTP load
 	"hyperfine",         // benchmarks: timing whole commands
 	"time",              // /usr/bin/time -v for peak RSS
+	"systemd",           // systemd-analyze verify of the repository service unit
 }
 
 // Missing returns the packages of pkgs that dpkg does not report installed.

@@ -45,7 +45,7 @@ func (s *Solutions) RemoveArchive(path string) (bool, error) {
 }
 
 // SetActive makes version the active version of the Solution name; it
-// reports whether that changed anything. A legacy file is rewritten to
+// reports whether that changed anything. A file in the docs' shape is rewritten to
 // SolutionsAPIVersion first (its list key becomes `archives`).
 func (s *Solutions) SetActive(name, version string) (bool, error) {
 	if err := CheckActive(name, version); err != nil {
@@ -54,7 +54,7 @@ func (s *Solutions) SetActive(name, version string) (bool, error) {
 	if v, ok := s.Active[name]; ok && v == version {
 		return false, nil
 	}
-	if s.APIVersion == LegacySolutionsAPIVersion {
+	if s.APIVersion == DocsSolutionsAPIVersion {
 		want := s.snapshot()
 		want.apiVersion = SolutionsAPIVersion
 		if err := s.apply(want, upgrade, nodeUpgrade); err != nil {
@@ -82,7 +82,7 @@ func (s *Solutions) Deactivate(name string) (bool, error) {
 }
 
 func (s *Solutions) listKey() string {
-	if s.APIVersion == LegacySolutionsAPIVersion {
+	if s.APIVersion == DocsSolutionsAPIVersion {
 		return "solutions"
 	}
 	return "archives"
@@ -531,7 +531,7 @@ func deleteEntry(d []byte, key, name string) ([]byte, bool) {
 	return nil, false
 }
 
-// upgrade rewrites a legacy file's apiVersion and renames its
+// upgrade rewrites a docs-shaped file's apiVersion and renames its
 // `solutions` list to `archives`, in place.
 func upgrade(d []byte) ([]byte, bool) {
 	t, root, _, _, ok := topEntry(d, "")

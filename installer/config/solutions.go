@@ -19,26 +19,26 @@ import (
 const (
 	// SolutionsPath is where solutions.yaml lives on the node.
 	SolutionsPath = "/etc/metalk8s/solutions.yaml"
-	// SolutionsAPIVersion is the SolutionsConfiguration MetalK8s 2.x
-	// reads and this package writes: `archives:` lists Solution ISOs and
-	// `active:` maps a Solution name to its active version.
+	// DocsSolutionsAPIVersion is the shape the MetalK8s 2.0 docs show
+	// (12.1.2): a `solutions:` list of ISOs and nothing else. A new file
+	// takes it, and it is kept while only archives change; SetActive
+	// rewrites the file to SolutionsAPIVersion, since this shape cannot
+	// say which version is active.
+	DocsSolutionsAPIVersion = "metalk8s.scality.com/v1alpha1"
+	// SolutionsAPIVersion is the shape later MetalK8s 2.x releases read:
+	// `archives:` lists Solution ISOs and `active:` maps a Solution name
+	// to its active version. It is read and kept.
 	SolutionsAPIVersion = "solutions.metalk8s.scality.com/v1alpha1"
-	// LegacySolutionsAPIVersion is the first sketch of the docs (12.1.2):
-	// a `solutions:` list of ISOs and nothing else. It is read, and kept
-	// when only archives change; SetActive rewrites the file to
-	// SolutionsAPIVersion, since the old shape cannot say what is active.
-	LegacySolutionsAPIVersion = "metalk8s.scality.com/v1alpha1"
-	SolutionsKind             = "SolutionsConfiguration"
+	SolutionsKind           = "SolutionsConfiguration"
 )
 
 // newSolutions is what a missing solutions.yaml starts as.
 const newSolutions = `# The Solutions available to this MetalK8s cluster (MetalK8s docs 12.1.2).
 # metalk8s-installer edits it on "solution add" and "solution remove",
 # keeping comments and changes made by hand.
-apiVersion: ` + SolutionsAPIVersion + `
+apiVersion: ` + DocsSolutionsAPIVersion + `
 kind: ` + SolutionsKind + `
-archives: []
-active: {}
+solutions: []
 `
 
 // Solutions is a checked SolutionsConfiguration and the text it came
@@ -141,11 +141,11 @@ func ParseSolutions(name string, data []byte) (*Solutions, error) {
 	}
 	s := &Solutions{File: name, data: data, Active: map[string]string{}}
 	listKey, known := "archives", []string{"apiVersion", "kind", "archives", "active"}
-	if v := topValue(root, "apiVersion"); v != nil && v.Value == LegacySolutionsAPIVersion {
+	if v := topValue(root, "apiVersion"); v != nil && v.Value == DocsSolutionsAPIVersion {
 		listKey, known = "solutions", []string{"apiVersion", "kind", "solutions"}
 	}
 	top := c.mapping(root, "", known...)
-	s.APIVersion = c.header(root, top, SolutionsAPIVersion, LegacySolutionsAPIVersion, SolutionsKind)
+	s.APIVersion = c.header(root, top, SolutionsAPIVersion, DocsSolutionsAPIVersion, SolutionsKind)
 	if n := top[listKey]; !isNull(n) {
 		if n.Kind != yaml.SequenceNode {
 			c.add(n, listKey, "want a list of archive paths, got %s", yamlstrict.Describe(n))

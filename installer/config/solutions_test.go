@@ -53,7 +53,7 @@ func TestParseSolutions(t *testing.T) {
 	}
 	// The shape the 2.0 docs sketch (12.1.2).
 	legacy := mustParse(t, "apiVersion: metalk8s.scality.com/v1alpha1\nkind: SolutionsConfiguration\nsolutions:\n  - /solutions/storage_1.0.0.iso\n  - /other_solutions/computing.iso\n")
-	if legacy.APIVersion != LegacySolutionsAPIVersion || len(legacy.Archives) != 2 || len(legacy.Active) != 0 {
+	if legacy.APIVersion != DocsSolutionsAPIVersion || len(legacy.Archives) != 2 || len(legacy.Active) != 0 {
 		t.Errorf("legacy: %+v", legacy)
 	}
 	// Empty and null collections are empty.
@@ -256,7 +256,7 @@ func TestLegacyFile(t *testing.T) {
 	src := "# from MetalK8s 2.0\napiVersion: metalk8s.scality.com/v1alpha1  # old\nkind: SolutionsConfiguration\nsolutions:\n  - /solutions/storage_1.0.0.iso\n"
 	s := mustParse(t, src)
 	edit(t, s, true, func() (bool, error) { return s.AddArchive("/solutions/computing.iso") })
-	if s.APIVersion != LegacySolutionsAPIVersion || !strings.Contains(string(s.Bytes()), "solutions:\n  - /solutions/storage_1.0.0.iso\n  - /solutions/computing.iso\n") {
+	if s.APIVersion != DocsSolutionsAPIVersion || !strings.Contains(string(s.Bytes()), "solutions:\n  - /solutions/storage_1.0.0.iso\n  - /solutions/computing.iso\n") {
 		t.Fatalf("add to a legacy file:\n%s", s.Bytes())
 	}
 	edit(t, s, true, func() (bool, error) { return s.SetActive("storage", "1.0.0") })
@@ -304,7 +304,6 @@ func TestOpenSaveThroughTx(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.AddArchive("/srv/iso/example-solution-1.0.0.iso")
-		s.SetActive("example-solution", "1.0.0")
 		if _, err := s.Save(tx, SolutionsPath); err != nil {
 			t.Fatal(err)
 		}
@@ -314,7 +313,8 @@ func TestOpenSaveThroughTx(t *testing.T) {
 		t.Fatal("first add reports no change")
 	}
 	data, _ := os.ReadFile(file)
-	want := strings.Replace(strings.Replace(newSolutions, "archives: []\n", "archives:\n  - /srv/iso/example-solution-1.0.0.iso\n", 1), "active: {}\n", "active:\n  example-solution: 1.0.0\n", 1)
+	// A new file takes the docs' shape (12.1.2).
+	want := strings.Replace(newSolutions, "solutions: []\n", "solutions:\n  - /srv/iso/example-solution-1.0.0.iso\n", 1)
 	if string(data) != want {
 		t.Fatalf("created file:\n%s\nwant:\n%s", data, want)
 	}
