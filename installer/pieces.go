@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"regexp"
 
 	"github.com/metalk8s/buildchain/installer/change"
@@ -33,6 +34,10 @@ type Archive struct {
 	// sha256, its signed manifest's); two archives with one ID and
 	// different digests are different archives, which is refused.
 	Digest string `json:"digest,omitempty"`
+	// FS is the archive's tree as its verifier read it, unmounted (nil
+	// for an archive read back from the state): what a dry run serves
+	// from, the mount being skipped.
+	FS fs.FS `json:"-"`
 }
 
 // ID is "<name>-<version>": the mount point's base name and the

@@ -1,6 +1,7 @@
 package installer
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"net"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/metalk8s/buildchain/installer/change"
 	"github.com/metalk8s/buildchain/installer/config"
+	"github.com/metalk8s/buildchain/installer/serve"
 )
 
 // DefaultPort is the repository service's port when --listen is not
@@ -23,7 +25,29 @@ func Real(env Env) (Pieces, error) {
 	if env.Listen == "" {
 		env.Listen = defaultListen(env.Root)
 	}
-	return Pieces{Config: configFiles{}}, nil
+	return Pieces{
+		Config: configFiles{},
+		Server: nginxServer{opts: serve.Options{Listen: env.Listen}},
+	}, nil
+}
+
+// nginxServer is Server over installer/serve: one nginx for every
+// installed archive, checked with nginx -t before it is swapped in.
+type nginxServer struct{ opts serve.Options }
+
+func (s nginxServer) Serve(ctx context.Context, tx *change.Tx, archives []Archive) error {
+	served := make([]serve.Archive, 0, len(archives))
+	for _, a := range archives {
+		// An archive added by this run may not be mounted (a dry run):
+		// its verifier's view of it stands in.
+		fsys := a.FS
+		if fsys == nil {
+			fsys = os.DirFS(tx.Path(a.MountPoint()))
+		}
+		served = append(served, serve.Archive{Name: a.Name, Version: a.Version, Kind: serve.Kind(a.Kind), MountPath: a.MountPoint(), FS: fsys})
+	}
+	_, err := serve.Apply(ctx, tx, served, s.opts)
+	return err
 }
 
 func defaultListen(root string) string {

@@ -45,8 +45,8 @@ func TestExitStatus(t *testing.T) {
 		{Args: []string{"solution", "remove", "a", "b"}, Want: 2},
 		{Args: []string{"--nope", "serve"}, Want: 2},
 		{Args: []string{"serve", "--listen", "nope"}, Want: 2},
-		// The real pieces have not landed: a failure, naming them.
-		{Args: []string{"--root", root, "serve"}, Want: 1},
+		// The verifier has not landed: a failure, naming it.
+		{Args: []string{"--root", root, "archive", "remove", "/nonexistent.iso"}, Want: 1},
 		{Args: []string{"--root", filepath.Join(root, "missing"), "serve"}, Want: 1},
 	})
 	code, out := clitest.Run(t, "--root", root, "archive", "add", "x.iso")

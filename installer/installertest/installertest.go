@@ -82,7 +82,7 @@ func (Verifier) read(path string, k installer.Kind) (installer.Archive, error) {
 	if err != nil {
 		return installer.Archive{}, fmt.Errorf("%s/product.txt: %w", path, err)
 	}
-	a := installer.Archive{Kind: k, Source: path}
+	a := installer.Archive{Kind: k, Source: path, FS: os.DirFS(path)}
 	for _, f := range fields {
 		switch f.Key {
 		case "NAME":
