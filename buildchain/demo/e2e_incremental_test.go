@@ -25,17 +25,25 @@ import (
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
-// rerun runs the iso target again in b's locked session with a fresh
-// engine, as a new `go run mage.go iso` would, and returns what each step
-// did.
+// rerun is a new `go run mage.go iso` on the demo's build root: the
+// demo's session gives up the lock (Close may be called again), and a
+// session of its own, with a fresh engine, runs the iso target. It
+// returns what each step did.
 func rerun(t testing.TB, ctx context.Context, b *build.Session) map[string]step.Status {
 	t.Helper()
-	b.Engine = step.New(b.Cfg.BuildRoot, b.Log)
-	if err := targets.Iso(ctx, b); err != nil {
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := build.OpenConfig(b.Cfg, b.Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := targets.RunSubset(ctx, s, targets.Iso); err != nil {
 		t.Fatalf("re-run: %v", err)
 	}
 	out := map[string]step.Status{}
-	for _, r := range b.Engine.Results() {
+	for _, r := range s.Engine.Results() {
 		out[r.Step] = r.Status
 	}
 	if len(out) == 0 {
