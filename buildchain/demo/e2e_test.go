@@ -330,7 +330,7 @@ func isoinfoFiles(t *testing.T, out string) map[string]int64 {
 
 // sameFiles compares the files a tool lists with what the project's
 // reader finds.
-func sameFiles(t *testing.T, tool string, want, got map[string]int64) {
+func sameFiles(t testing.TB, tool string, want, got map[string]int64) {
 	t.Helper()
 	var diffs []string
 	for p, n := range want {
