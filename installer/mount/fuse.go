@@ -67,8 +67,8 @@ func MountFUSE(isoPath, mountpoint string) (*fuse.Server, error) {
 			// nginx workers are not root.
 			AllowOther: os.Geteuid() == 0,
 			// Let the kernel check permissions against the image's modes.
-			Options:     []string{"ro", "default_permissions"},
-			DirectMount: true,
+			Options:      []string{"ro", "default_permissions"},
+			DirectMount:  true,
 			MaxReadAhead: 1 << 20,
 		},
 	}
