@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	iofs "io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -97,6 +98,10 @@ func ServeFUSE(isoPath, mountpoint string) error {
 			syscall.Unmount(mountpoint, syscall.MNT_DETACH)
 		}
 	}()
+	if err := sdNotify("READY=1"); err != nil {
+		srv.Unmount()
+		return err
+	}
 	if fd, err := strconv.Atoi(os.Getenv(readyEnv)); err == nil {
 		w := os.NewFile(uintptr(fd), "ready")
 		fmt.Fprintln(w, "ready")
@@ -104,6 +109,25 @@ func ServeFUSE(isoPath, mountpoint string) error {
 	}
 	srv.Wait()
 	return nil
+}
+
+// sdNotify tells systemd (a Type=notify unit) that the mount is up, so
+// that units ordered after it (the repository service) find it mounted.
+func sdNotify(state string) error {
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if addr == "" {
+		return nil
+	}
+	if addr[0] == '@' {
+		addr = "\x00" + addr[1:]
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notifying systemd on %s: %w", os.Getenv("NOTIFY_SOCKET"), err)
+	}
+	defer c.Close()
+	_, err = c.Write([]byte(state))
+	return err
 }
 
 // isoDir is a directory of the image. Children are made on lookup and
@@ -371,17 +395,14 @@ type fuseisoMounter struct{ program string }
 func (fuseisoMounter) Method() Method { return FuseISO }
 
 // fuseisoArgs: -n keeps it from writing ~/.mtab.fuseiso; the fsname is
-// how Current finds the ISO again, the subtype how it knows fuseiso.
-func fuseisoArgs(source, target string, foreground bool) []string {
-	args := []string{"-n", source, target}
-	if foreground {
-		args = append(args, "-f")
-	}
+// how Current finds the ISO again, the subtype how it knows fuseiso;
+// allow_other lets nginx workers, which are not root, read.
+func fuseisoArgs(source, target string, allowOther bool) []string {
 	opts := "ro,fsname=" + source + ",subtype=fuseiso"
-	if foreground || os.Geteuid() == 0 { // a unit runs as root
+	if allowOther {
 		opts += ",allow_other"
 	}
-	return append(args, "-o", opts)
+	return []string{"-n", source, target, "-o", opts}
 }
 
 func (m fuseisoMounter) Mount(source, target string) error {
@@ -395,7 +416,7 @@ func (m fuseisoMounter) Mount(source, target string) error {
 			return err
 		}
 	}
-	out, err := exec.Command(prog, fuseisoArgs(source, target, false)...).CombinedOutput()
+	out, err := exec.Command(prog, fuseisoArgs(source, target, os.Geteuid() == 0)...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %v: %s", prog, err, strings.TrimSpace(string(out)))
 	}

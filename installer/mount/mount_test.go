@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -417,5 +418,34 @@ func TestLoopAttach(t *testing.T) {
 	loop.Close()
 	if b, err := os.ReadFile("/sys/block/" + n + "/loop/backing_file"); err == nil && strings.TrimSpace(string(b)) == isoPath {
 		t.Errorf("%s still attached after its last user closed it", n)
+	}
+}
+
+// TestServeFUSENotifiesSystemd: under a Type=notify unit the server says
+// READY=1 once mounted, so the repository service starts after it.
+func TestServeFUSENotifiesSystemd(t *testing.T) {
+	needFUSE(t)
+	sock := filepath.Join(t.TempDir(), "notify")
+	l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	isoPath := writeISO(t, tree(t), "n.iso", "MetalK8s 2.0.0")
+	root := t.TempDir()
+	target := "/srv/scality/metalk8s-2.0.0"
+	lazyUnmount(t, filepath.Join(root, target))
+	o := testOptions(FUSE)
+	o.FUSECommand = append([]string{"/usr/bin/env", "NOTIFY_SOCKET=" + sock}, o.FUSECommand[1:]...)
+	if _, err := Ensure(change.New(root, false), isoPath, target, o); err != nil {
+		t.Fatal(err)
+	}
+	// The server notified before it said it was ready: the datagram is queued.
+	// The deadline only keeps a broken server from hanging the test.
+	l.SetReadDeadline(time.Now().Add(time.Minute))
+	buf := make([]byte, 64)
+	n, _, err := l.ReadFrom(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("notify socket: %q %v", buf[:n], err)
 	}
 }

@@ -184,7 +184,13 @@ func Unit(source, target string, method Method, isBlockDevice bool, o UnitOption
 		b.WriteString("After=local-fs.target\n")
 		// The repository service reads the mount: start it after.
 		b.WriteString("Before=metalk8s-repositories.service\n")
-		b.WriteString("\n[Service]\nType=simple\n")
+		// The installer's server says when it has mounted (sd_notify);
+		// fuseiso forks once mounted.
+		if method == FUSE {
+			b.WriteString("\n[Service]\nType=notify\n")
+		} else {
+			b.WriteString("\n[Service]\nType=forking\n")
+		}
 		fmt.Fprintf(&b, "ExecStart=%s\n", strings.Join(quoted, " "))
 		// A stop left by a killed server would leave "Transport endpoint
 		// is not connected" at the mount point: clear it.
