@@ -40,7 +40,7 @@ func FuzzParseMountInfo(f *testing.F) {
 			return
 		}
 		for _, m := range ms {
-			if strings.Contains(m.Options, " ") || m.FSType == "-" && m.Source == "" {
+			if strings.Contains(m.Options, " ") || m.Options == "" || m.FSType == "" || !strings.HasPrefix(m.MountPoint, "/") {
 				t.Fatalf("bad parse %+v", m)
 			}
 		}

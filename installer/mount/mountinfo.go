@@ -51,6 +51,9 @@ func ParseMountInfo(data []byte) ([]Info, error) {
 			}
 		}
 		in.Options = f[5]
+		if !strings.HasPrefix(in.MountPoint, "/") || in.Root == "" || in.FSType == "" || in.Options == "" {
+			return nil, fmt.Errorf("mountinfo line %d: empty root, type or options, or a relative mount point: %q", n, line)
+		}
 		out = append(out, in)
 	}
 	return out, sc.Err()
