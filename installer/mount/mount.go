@@ -181,17 +181,45 @@ func Ensure(tx *change.Tx, source, target string, o Options) (Method, error) {
 		if !cur.SameSource(source, real) {
 			return "", fmt.Errorf("%s is already mounted from %s, not from %s: remove that archive first", target, cur.describe(), source)
 		}
-		tx.Record(change.Unchanged, what)
-		return cur.Method, nil
+		// statfs always asks the file system: a stat may be answered from
+		// the kernel's attribute cache even when the server is gone.
+		var st unix.Statfs_t
+		if err := unix.Statfs(real, &st); err == nil {
+			tx.Record(change.Unchanged, what)
+			return cur.Method, nil
+		}
+		// A FUSE server that died leaves its mount ("transport endpoint is
+		// not connected"): nothing can read it, so it is mounted again.
+		tx.Record(change.Changed, what+" (stale "+string(cur.Method)+" mount, mounted again)")
+		if tx.DryRun {
+			return cur.Method, nil
+		}
+		if err := unix.Unmount(real, unix.MNT_DETACH); err != nil {
+			return "", fmt.Errorf("unmounting the stale mount %s: %w", target, err)
+		}
+		if o.Method == "" || o.Method == Auto {
+			o.Method = cur.Method
+		}
+		return mountFirst(tx, source, real, target, fi, o, true)
 	}
 	if err := tx.MkdirAll(target); err != nil {
 		return "", err
 	}
+	return mountFirst(tx, source, real, target, fi, o, false)
+}
+
+// mountFirst mounts by the first method that works; recorded already
+// when it replaces a stale mount.
+func mountFirst(tx *change.Tx, source, real, target string, fi os.FileInfo, o Options, recorded bool) (Method, error) {
+	what := "mount " + target
 	var ms []Mounter
 	if fi.IsDir() {
 		ms = []Mounter{bindMounter{}}
-	} else if ms, err = o.Mounters(); err != nil {
-		return "", err
+	} else {
+		var err error
+		if ms, err = o.Mounters(); err != nil {
+			return "", err
+		}
 	}
 	if tx.DryRun {
 		tx.Record(change.Added, what)
@@ -207,7 +235,9 @@ func Ensure(tx *change.Tx, source, target string, o Options) (Method, error) {
 	for _, m := range ms {
 		err := m.Mount(source, real)
 		if err == nil {
-			tx.Record(change.Added, what+" ("+string(m.Method())+", from "+source+")")
+			if !recorded {
+				tx.Record(change.Added, what+" ("+string(m.Method())+", from "+source+")")
+			}
 			tx.OnRollback(func() error { return Unmount(real) })
 			return m.Method(), nil
 		}

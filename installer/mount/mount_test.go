@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -448,4 +449,51 @@ func TestServeFUSENotifiesSystemd(t *testing.T) {
 	if err != nil || string(buf[:n]) != "READY=1" {
 		t.Fatalf("notify socket: %q %v", buf[:n], err)
 	}
+}
+
+// TestStaleFUSEMountIsMountedAgain: a FUSE server killed leaves a mount
+// nothing can read; Ensure replaces it instead of calling it unchanged.
+func TestStaleFUSEMountIsMountedAgain(t *testing.T) {
+	needFUSE(t)
+	src := tree(t)
+	isoPath := writeISO(t, src, "stale.iso", "MetalK8s 2.0.0")
+	root := t.TempDir()
+	target := "/srv/scality/metalk8s-2.0.0"
+	real := filepath.Join(root, target)
+	lazyUnmount(t, real)
+	if _, err := Ensure(change.New(root, false), isoPath, target, testOptions(FUSE)); err != nil {
+		t.Fatal(err)
+	}
+	// The server is the test binary run with this ISO and mount point.
+	pid := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		args := strings.Split(string(b), "\x00")
+		if len(args) >= 3 && args[len(args)-3] == isoPath && args[len(args)-2] == real {
+			fmt.Sscanf(strings.TrimPrefix(p, "/proc/"), "%d", &pid)
+		}
+	}
+	if pid == 0 {
+		t.Fatal("FUSE server process not found")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the kernel to see the connection gone: stat fails then.
+	for {
+		var st syscall.Statfs_t
+		if err := syscall.Statfs(real, &st); err != nil {
+			break
+		}
+		runtime.Gosched()
+	}
+	tx := change.New(root, false)
+	if _, err := Ensure(tx, isoPath, target, testOptions(Auto)); err != nil {
+		t.Fatal(err)
+	}
+	if !tx.Changed() {
+		t.Fatal("a dead mount was reported unchanged")
+	}
+	compareTree(t, src, real)
 }
