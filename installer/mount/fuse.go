@@ -68,9 +68,11 @@ func MountFUSE(isoPath, mountpoint string) (*fuse.Server, error) {
 			// nginx workers are not root.
 			AllowOther: os.Geteuid() == 0,
 			// Let the kernel check permissions against the image's modes.
-			Options:      []string{"ro", "default_permissions"},
-			DirectMount:  true,
-			MaxReadAhead: 1 << 20,
+			Options:     []string{"ro", "default_permissions"},
+			DirectMount: true,
+			// Read-only for the mount as well as the file system.
+			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
+			MaxReadAhead:     1 << 20,
 		},
 	}
 	srv, err := fs.Mount(mountpoint, &isoRoot{isoDir: isoDir{im: im, fsys: im.FS(), path: "."}}, opts)
