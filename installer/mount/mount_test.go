@@ -26,6 +26,10 @@ import (
 const serveEnv = "MOUNT_TEST_FUSE_SERVE"
 
 func TestMain(m *testing.M) {
+	if os.Getenv(guestEnv) == "1" {
+		guestMain()
+		os.Exit(0)
+	}
 	if os.Getenv(serveEnv) == "1" {
 		if err := ServeFUSE(os.Args[1], os.Args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, err)
