@@ -73,6 +73,8 @@ func MountFUSE(isoPath, mountpoint string) (*fuse.Server, error) {
 			// Read-only for the mount as well as the file system.
 			DirectMountFlags: syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV,
 			MaxReadAhead:     1 << 20,
+			// max_read: fewer, larger requests for the big files archives hold.
+			MaxWrite: 1 << 20,
 		},
 	}
 	srv, err := fs.Mount(mountpoint, &isoRoot{isoDir: isoDir{im: im, fsys: im.FS(), path: "."}}, opts)

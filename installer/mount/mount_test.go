@@ -106,6 +106,13 @@ func writeISO(t *testing.T, src, name, volumeID string) string {
 	return out
 }
 
+func writeISOTB(t testing.TB, src, out string) {
+	t.Helper()
+	if _, err := iso.Write(context.Background(), out, src, iso.ProductOptions("MetalK8s 2.0.0", time.Unix(1700000000, 0))); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // lazyUnmount always runs, even after a failed assertion.
 func lazyUnmount(t *testing.T, target string) {
 	t.Cleanup(func() {
