@@ -77,7 +77,7 @@ func MountFUSE(isoPath, mountpoint string) (*fuse.Server, error) {
 			MaxWrite: 1 << 20,
 		},
 	}
-	srv, err := fs.Mount(mountpoint, &isoRoot{isoDir: isoDir{im: im, fsys: im.FS(), path: "."}}, opts)
+	srv, err := fs.Mount(mountpoint, &isoRoot{isoDir: isoDir{im: im, fsys: im.FS(), path: ".", inos: &inodes{byPath: map[string]uint64{}}}}, opts)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("FUSE mount of %s at %s: %w", isoPath, mountpoint, err)
@@ -142,6 +142,25 @@ type isoDir struct {
 	im   *iso.Image
 	fsys *iso.FS
 	path string
+	inos *inodes
+}
+
+// inodes numbers paths once, so a name looked up again (after the entry
+// timeout) is the same inode, as on a disk file system.
+type inodes struct {
+	mu     sync.Mutex
+	byPath map[string]uint64
+}
+
+func (n *inodes) of(p string) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	ino, ok := n.byPath[p]
+	if !ok {
+		ino = uint64(len(n.byPath)) + 2 // 1 is the root
+		n.byPath[p] = ino
+	}
+	return ino
 }
 
 type isoRoot struct{ isoDir }
@@ -187,13 +206,15 @@ func (d *isoDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	var node fs.InodeEmbedder
 	switch {
 	case fi.IsDir():
-		node = &isoDir{im: d.im, fsys: d.fsys, path: p}
+		node = &isoDir{im: d.im, fsys: d.fsys, path: p, inos: d.inos}
 	case fi.Mode()&iofs.ModeSymlink != 0:
 		node = &isoLink{fsys: d.fsys, path: p}
 	default:
 		node = &isoFile{fsys: d.fsys, path: p}
 	}
-	return d.NewInode(ctx, node, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT}), 0
+	ino := d.inos.of(p)
+	out.Attr.Ino = ino
+	return d.NewInode(ctx, node, fs.StableAttr{Mode: out.Attr.Mode & syscall.S_IFMT, Ino: ino}), 0
 }
 
 func (d *isoDir) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
@@ -236,6 +257,17 @@ func (f *isoFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND) != 0 {
 		return nil, 0, syscall.EROFS
 	}
+	if err := f.open(); err != nil {
+		return nil, 0, errno(err)
+	}
+	// The image does not change under the mount: keep the page cache.
+	return nil, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// open gets the reader's file once; Read calls it too, which orders its
+// use after the assignment for the race detector (the kernel orders the
+// requests, but the detector cannot see that).
+func (f *isoFile) open() error {
 	f.once.Do(func() {
 		var h iofs.File
 		h, f.err = f.fsys.Open(f.path)
@@ -246,16 +278,12 @@ func (f *isoFile) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32
 			}
 		}
 	})
-	if f.err != nil {
-		return nil, 0, errno(f.err)
-	}
-	// The image does not change under the mount: keep the page cache.
-	return nil, fuse.FOPEN_KEEP_CACHE, 0
+	return f.err
 }
 
 func (f *isoFile) Read(ctx context.Context, _ fs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	if f.r == nil {
-		return nil, syscall.EBADF
+	if err := f.open(); err != nil {
+		return nil, errno(err)
 	}
 	n, err := f.r.ReadAt(dest, off)
 	if err != nil && !errors.Is(err, io.EOF) {

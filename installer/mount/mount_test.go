@@ -508,3 +508,38 @@ func TestStaleFUSEMountIsMountedAgain(t *testing.T) {
 	}
 	compareTree(t, src, real)
 }
+
+// TestFUSEInodesStable: a path keeps its inode number, and two paths
+// have two.
+func TestFUSEInodesStable(t *testing.T) {
+	needFUSE(t)
+	isoPath := writeISO(t, tree(t), "i.iso", "MetalK8s 2.0.0")
+	mnt := t.TempDir()
+	srv, err := MountFUSE(isoPath, mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lazyUnmount(t, mnt)
+	t.Cleanup(func() { srv.Unmount() })
+	ino := func(p string) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(filepath.Join(mnt, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	a, b := ino("product.txt"), ino("salt")
+	if a == b {
+		t.Fatalf("two entries share inode %d", a)
+	}
+	// Make the kernel forget the names (1 is the root's node ID), so the
+	// next stat looks them up again.
+	for _, n := range []string{"product.txt", "salt"} {
+		if st := srv.EntryNotify(1, n); !st.Ok() {
+			t.Fatalf("EntryNotify %s: %v", n, st)
+		}
+	}
+	if ino("product.txt") != a || ino("salt") != b {
+		t.Fatal("inode numbers changed on a new lookup")
+	}
+}
