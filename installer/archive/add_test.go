@@ -101,6 +101,9 @@ func TestAddAndRemove(t *testing.T) {
 	if _, err := os.Stat(unit); err == nil {
 		t.Fatal("unit left after remove")
 	}
+	if _, err := os.Stat(mp); err == nil {
+		t.Fatal("mount point directory left after remove")
+	}
 	if tx := remove(); tx.Changed() {
 		t.Fatal("second remove changed something")
 	}

@@ -255,8 +255,11 @@ func Remove(tx *change.Tx, source, target string, o Options) error {
 	}
 	real := tx.Path(target)
 	cur, err := Current(real)
-	if err != nil || cur == nil {
+	if err != nil {
 		return err
+	}
+	if cur == nil {
+		return removeMountPoint(tx, real, target)
 	}
 	if !cur.SameSource(source, real) {
 		return fmt.Errorf("%s is mounted from %s, not from %s: not unmounting it", target, cur.describe(), source)
@@ -280,6 +283,23 @@ func Remove(tx *change.Tx, source, target string, o Options) error {
 		}
 		return m.Mount(source, real)
 	})
+	return removeMountPoint(tx, real, target)
+}
+
+// removeMountPoint removes the directory Ensure made for the mount, when
+// it is empty and nothing is mounted there: remove undoes all of add.
+func removeMountPoint(tx *change.Tx, real, target string) error {
+	if names, err := os.ReadDir(real); err != nil || len(names) > 0 {
+		return nil // gone already, or holding something that is not ours
+	}
+	tx.Record(change.Removed, "directory "+target)
+	if tx.DryRun {
+		return nil
+	}
+	if err := os.Remove(real); err != nil {
+		return fmt.Errorf("removing the mount point %s: %w", target, err)
+	}
+	tx.OnRollback(func() error { return os.Mkdir(real, 0o755) })
 	return nil
 }
 
