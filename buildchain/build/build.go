@@ -29,6 +29,10 @@ type Session struct {
 	Engine *step.Engine
 	Log    io.Writer
 	lock   *fsutil.Lock
+
+	infoOnce sync.Once
+	info     product.Info
+	infoErr  error
 }
 
 // Open loads the configuration of the project at root and locks its build root.
@@ -118,11 +122,19 @@ func (b *Session) BlobCache() oci.Cache {
 // IsoPath is where the MetalK8s ISO goes.
 func (b *Session) IsoPath() string { return filepath.Join(b.Cfg.BuildRoot, "metalk8s.iso") }
 
-// Info is the product identity of this build.
+// Info is the product identity of this build, read once per session:
+// product.txt, the SBOM, the Salt tree and the ISO's volume ID all ask,
+// and each `git describe --dirty` scans the work tree (a fifth of a
+// no-op run's time on a loaded machine), and one run must not see two
+// identities if the tree changes under it.
 func (b *Session) Info() (product.Info, error) {
-	v, err := product.ReadVersion(filepath.Join(b.Cfg.ProjectRoot, "VERSION"))
-	if err != nil {
-		return product.Info{}, err
-	}
-	return product.Info{Name: b.Cfg.ProjectName, Version: v, Git: product.GitDescribe(b.Cfg.ProjectRoot), Built: b.Cfg.Epoch()}, nil
+	b.infoOnce.Do(func() {
+		v, err := product.ReadVersion(filepath.Join(b.Cfg.ProjectRoot, "VERSION"))
+		if err != nil {
+			b.infoErr = err
+			return
+		}
+		b.info = product.Info{Name: b.Cfg.ProjectName, Version: v, Git: product.GitDescribe(b.Cfg.ProjectRoot), Built: b.Cfg.Epoch()}
+	})
+	return b.info, b.infoErr
 }

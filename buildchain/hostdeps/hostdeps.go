@@ -24,6 +24,7 @@ var TestPackages = []string{
 	"libarchive-tools",   // bsdtar
 	"p7zip-full",         // 7z
 	"fuseiso",            // mounts ISOs without kernel support
+	"systemd",            // systemd-analyze verify and systemd-escape check the installer's mount units
 	"isomd5sum",          // checkisomd5
 	"rpm",                // rpmbuild, rpmkeys, rpmsign
 	"createrepo-c",       // the repodata oracle

@@ -1,6 +1,7 @@
 package targets
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io/fs"
@@ -65,9 +66,10 @@ func manifestCachePath(b *build.Session) string {
 func buildManifest(b *build.Session) ([]byte, error) {
 	cachePath := manifestCachePath(b)
 	old := hashCache{}
-	if data, err := os.ReadFile(cachePath); err == nil {
+	oldData, err := os.ReadFile(cachePath)
+	if err == nil {
 		// A cache that does not parse is only a slower run.
-		_ = json.Unmarshal(data, &old)
+		_ = json.Unmarshal(oldData, &old)
 	}
 	next := hashCache{}
 	planning := b.Engine.Planning()
@@ -112,8 +114,8 @@ func buildManifest(b *build.Session) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if planning {
-		// A plan writes nothing.
+	if planning || bytes.Equal(cache, oldData) {
+		// A plan writes nothing; nor does a run where no file changed.
 		return data, nil
 	}
 	if err := fsutil.WriteFile(cachePath, cache, 0o644); err != nil {

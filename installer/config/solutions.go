@@ -29,7 +29,7 @@ const (
 	// `archives:` lists Solution ISOs and `active:` maps a Solution name
 	// to its active version. It is read and kept.
 	SolutionsAPIVersion = "solutions.metalk8s.scality.com/v1alpha1"
-	SolutionsKind           = "SolutionsConfiguration"
+	SolutionsKind       = "SolutionsConfiguration"
 )
 
 // newSolutions is what a missing solutions.yaml starts as.

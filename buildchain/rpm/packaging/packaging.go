@@ -107,6 +107,17 @@ type run struct {
 	signer *pgp.Signer
 }
 
+// cacheKey keeps a repository key under its SHA-256. A key already there
+// is left alone: a run with nothing changed writes nothing (each atomic
+// write costs an fsync).
+func (r *run) cacheKey(h string, data []byte) error {
+	p := filepath.Join(r.cache, "keys", h)
+	if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	return fsutil.WriteFile(p, data, 0o644)
+}
+
 // BuildRepos builds the RPM repositories of the ISO root. It is what the
 // `packaging` mage target runs.
 func BuildRepos(ctx context.Context, opts Options) error {
@@ -196,7 +207,7 @@ func (r *run) loadRepo(ctx context.Context, rc pkglist.Repo) (*repoState, error)
 			}
 			sum := sha256.Sum256(data)
 			h := hex.EncodeToString(sum[:])
-			if err := fsutil.WriteFile(filepath.Join(r.cache, "keys", h), data, 0o644); err != nil {
+			if err := r.cacheKey(h, data); err != nil {
 				return nil, err
 			}
 			st.keyHashs = append(st.keyHashs, h)
@@ -430,7 +441,7 @@ func (r *run) resolve(ctx context.Context, list *pkglist.List) (*Resolved, error
 			}
 			sum := sha256.Sum256(pub)
 			h := hex.EncodeToString(sum[:])
-			if err := fsutil.WriteFile(filepath.Join(r.cache, "keys", h), pub, 0o644); err != nil {
+			if err := r.cacheKey(h, pub); err != nil {
 				return nil, err
 			}
 			keys = append(keys, h)
