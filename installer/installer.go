@@ -20,6 +20,7 @@ import (
 	"strings"
 
 	"github.com/metalk8s/buildchain/installer/change"
+	"github.com/metalk8s/buildchain/installer/mount"
 	"github.com/metalk8s/buildchain/internal/cli"
 )
 
@@ -47,6 +48,9 @@ global flags (before or after the command):
   --no-wait             fail at once if another run holds the lock (default: wait for it)
   --kubeconfig FILE     deploy Solutions' CRDs and UI through this API (default: write manifests)
   --listen ADDR         repository service address HOST:PORT (default from bootstrap.yaml, or 127.0.0.1:8080)
+  --mount-method M      auto (default: kernel, then fuse, then fuseiso), kernel, fuse or fuseiso
+  --trusted-key FILE    archives must be signed by this OpenPGP key (repeatable): the ISO's .asc
+                        and its MANIFEST.sha256.asc are checked
 
 PATH, ISO and FILE are paths on this machine, relative ones from the
 current directory; paths the installer knows itself and those in
@@ -56,14 +60,21 @@ Exit status: 0 done (or nothing to do), 1 failed (every change rolled back), 2 b
 
 // Options are the global flags.
 type Options struct {
-	Root       string
-	DryRun     bool
-	LogFile    string // "" for the default
-	Verbose    bool
-	NoWait     bool
-	Kubeconfig string
-	Listen     string
+	Root        string
+	DryRun      bool
+	LogFile     string // "" for the default
+	Verbose     bool
+	NoWait      bool
+	Kubeconfig  string
+	Listen      string
+	MountMethod mount.Method
+	TrustedKeys []string
 }
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 // Main is the command's main: cmd/metalk8s-installer calls it with the
 // function that wires the real pieces.
@@ -96,6 +107,9 @@ func Parse(args []string) (Options, command, error) {
 	fs.BoolVar(&o.NoWait, "no-wait", false, "")
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "")
 	fs.StringVar(&o.Listen, "listen", "", "")
+	method := fs.String("mount-method", "", "")
+	var keys listFlag
+	fs.Var(&keys, "trusted-key", "")
 	var words []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -144,6 +158,20 @@ func Parse(args []string) (Options, command, error) {
 		}
 		c.operands[i] = abs
 	}
+	var err error
+	if o.MountMethod, err = mount.ParseMethod(*method); err != nil {
+		return o, command{}, cli.Usagef("--mount-method: %v", err)
+	}
+	for _, k := range keys {
+		if k == "" {
+			return o, command{}, cli.Usagef("--trusted-key: empty path")
+		}
+		abs, err := filepath.Abs(k)
+		if err != nil {
+			return o, command{}, err
+		}
+		o.TrustedKeys = append(o.TrustedKeys, abs)
+	}
 	if o.Listen != "" {
 		if err := checkListen(o.Listen); err != nil {
 			return o, command{}, cli.Usagef("--listen %q: %v", o.Listen, err)
@@ -191,6 +219,14 @@ func checkListen(s string) error {
 // known; nil wires none, and the commands that need them say what has not
 // landed.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, wire Wire) error {
+	// The FUSE server of a mount: a daemon the installer and the mount's
+	// unit start, outside any run (no lock, no log, no report).
+	if len(args) > 0 && args[0] == mount.ServeFUSECommand {
+		if len(args) != 3 {
+			return cli.Usagef("%s ISO MOUNTPOINT", mount.ServeFUSECommand)
+		}
+		return mount.ServeFUSE(args[1], args[2])
+	}
 	o, c, err := Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, Usage)
@@ -245,9 +281,13 @@ func execute(ctx context.Context, o Options, c command, stdout, stderr io.Writer
 
 	var p Pieces
 	if wire != nil {
-		if p, err = wire(Env{Root: o.Root, DryRun: o.DryRun, Kubeconfig: o.Kubeconfig, Listen: o.Listen, Log: log}); err != nil {
+		if p, err = wire(Env{Root: o.Root, DryRun: o.DryRun, Kubeconfig: o.Kubeconfig, Listen: o.Listen, Log: log,
+			MountMethod: o.MountMethod, TrustedKeys: o.TrustedKeys}); err != nil {
 			log.Printf("failed: %v", err)
 			return err
+		}
+		if p.Close != nil {
+			defer p.Close()
 		}
 	}
 	r := &runner{tx: tx, p: p, log: log, opts: o}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 
 	"github.com/metalk8s/buildchain/installer/change"
+	"github.com/metalk8s/buildchain/installer/mount"
 )
 
 // Kind tells a MetalK8s archive from a Solution archive.
@@ -77,6 +78,11 @@ type Env struct {
 	Kubeconfig string    // --kubeconfig, "" without
 	Listen     string    // --listen, "" for the default
 	Log        io.Writer // the run's log (file and, with --verbose, stderr)
+	// MountMethod is --mount-method (auto, kernel, fuse, fuseiso).
+	MountMethod mount.Method
+	// TrustedKeys are --trusted-key files: when given, archives must be
+	// signed by one of them.
+	TrustedKeys []string
 }
 
 // Verifier checks an archive before anything on it is used, and reads its
@@ -137,6 +143,8 @@ type Pieces struct {
 	Server   Server
 	Deployer Deployer
 	Config   Config
+	// Close, when set, releases what the pieces hold, at the end of the run.
+	Close func() error
 }
 
 // Wire makes the pieces for one run, once its options are known.

@@ -2,14 +2,22 @@ package installer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"strconv"
 
+	"github.com/metalk8s/buildchain/buildchain/isomanifest"
+	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
+	"github.com/metalk8s/buildchain/buildchain/solution"
+	"github.com/metalk8s/buildchain/installer/archive"
 	"github.com/metalk8s/buildchain/installer/change"
 	"github.com/metalk8s/buildchain/installer/config"
+	"github.com/metalk8s/buildchain/installer/mount"
 	"github.com/metalk8s/buildchain/installer/serve"
 )
 
@@ -25,10 +33,108 @@ func Real(env Env) (Pieces, error) {
 	if env.Listen == "" {
 		env.Listen = defaultListen(env.Root)
 	}
+	mo := mount.Options{Method: env.MountMethod}
+	var keys *pgp.Keyring
+	if len(env.TrustedKeys) > 0 {
+		var err error
+		if keys, err = archive.LoadKeys(env.TrustedKeys...); err != nil {
+			return Pieces{}, err
+		}
+	}
+	isos := &isoPieces{keys: keys, mo: mo, uo: mount.UnitOptions{Installer: InstalledPath}}
 	return Pieces{
-		Config: configFiles{},
-		Server: nginxServer{opts: serve.Options{Listen: env.Listen}},
+		Verifier: isos,
+		Mounter:  isos,
+		Config:   configFiles{},
+		Server:   nginxServer{opts: serve.Options{Listen: env.Listen}},
+		Close:    isos.close,
 	}, nil
+}
+
+// InstalledPath is where the metalk8s-installer RPM puts the installer:
+// what a persisted FUSE mount runs at boot (a copy on the mounted ISO
+// could not serve that very mount).
+const InstalledPath = "/usr/bin/metalk8s-installer"
+
+// isoPieces is Verifier and Mounter over installer/archive and
+// installer/mount. The archives it opens stay open for the run: a dry
+// run serves from them, unmounted.
+type isoPieces struct {
+	keys   *pgp.Keyring
+	mo     mount.Options
+	uo     mount.UnitOptions
+	opened []*archive.Archive
+}
+
+func (p *isoPieces) close() error {
+	var errs []error
+	for _, a := range p.opened {
+		errs = append(errs, a.Close())
+	}
+	p.opened = nil
+	return errors.Join(errs...)
+}
+
+func (p *isoPieces) open(path string, k Kind) (Archive, error) {
+	a, err := archive.Open(path, archive.Options{Keys: p.keys})
+	if err != nil {
+		return Archive{}, err
+	}
+	p.opened = append(p.opened, a)
+	out := Archive{Kind: k, Name: solution.MachineName(a.Product.Name), Version: a.Product.Version, Source: a.Path, FS: a.FS}
+	// The content's identity: the in-ISO manifest lists every file's
+	// sha256; without one, the image's own digest when it was computed.
+	if m, err := fs.ReadFile(a.FS, isomanifest.Name); err == nil {
+		sum := sha256.Sum256(m)
+		out.Digest = "manifest:sha256:" + hex.EncodeToString(sum[:])
+	} else if a.Checked.SHA256 != "" {
+		out.Digest = "sha256:" + a.Checked.SHA256
+	}
+	return out, nil
+}
+
+func (p *isoPieces) Archive(_ context.Context, path string) (Archive, error) {
+	return p.open(path, KindMetalK8s)
+}
+
+// Solution runs the Solution validator before anything else reads the
+// archive (MetalK8s issue #1560), then verifies it as any archive.
+func (p *isoPieces) Solution(ctx context.Context, path string) (Archive, error) {
+	rep, err := solution.Validate(ctx, path)
+	if err != nil {
+		return Archive{}, err
+	}
+	if err := rep.Err(); err != nil {
+		return Archive{}, fmt.Errorf("not a valid Solution archive: %w", err)
+	}
+	return p.open(path, KindSolution)
+}
+
+// Mount is archive.Archive.Mount for an archive known by its source.
+func (p *isoPieces) Mount(_ context.Context, tx *change.Tx, a Archive) error {
+	m, err := mount.Ensure(tx, a.Source, a.MountPoint(), p.mo)
+	if err != nil {
+		return err
+	}
+	if m == mount.Auto {
+		// A dry run does not try the methods, so it cannot say which unit.
+		tx.Record(change.Added, "systemd unit for mount "+a.MountPoint()+" (its kind depends on the method that mounts)")
+		return nil
+	}
+	fi, err := os.Stat(a.Source)
+	if err != nil {
+		return err
+	}
+	block := fi.Mode()&fs.ModeDevice != 0 && fi.Mode()&fs.ModeCharDevice == 0
+	return mount.Persist(tx, a.Source, a.MountPoint(), m, block, p.uo)
+}
+
+// Unmount works from the state alone: the ISO may be gone.
+func (p *isoPieces) Unmount(_ context.Context, tx *change.Tx, a Archive) error {
+	if err := mount.Unpersist(tx, a.MountPoint()); err != nil {
+		return err
+	}
+	return mount.Remove(tx, a.Source, a.MountPoint(), p.mo)
 }
 
 // nginxServer is Server over installer/serve: one nginx for every
