@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"debug/elf"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -70,7 +72,7 @@ const (
 // for the host go to ttyS1, the job log, as lines starting with "=":
 // "=BOOTED", "=EXIT <status>" when the job ends, "=FAIL <why>" (then it
 // powers off), "=POWEROFF". It reads commands from ttyS0 (qemu's stdin):
-// "poweroff". Everything per test (the job, /guest/env, the files) comes
+// "poweroff", and the lines of VM.Exec. Everything per test (the job, /guest/env, the files) comes
 // from the second cpio archive appended to the cached one.
 const guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -122,9 +124,21 @@ if [ -n "$GUEST_NET" ]; then
 fi
 say BOOTED
 ( cd /root && HOME=/root sh /guest/job < /dev/null > $log 2>&1; say "EXIT $?" ) &
-while read -r cmd; do
+# Commands from the host: "put ID B64" appends a line of a script,
+# "run ID" runs it and reports on ttyS2, one at a time.
+stty -echo < /dev/ttyS0
+mkdir -p /run/guest-exec
+while read -r cmd id arg; do
 	case "$cmd" in
 	poweroff) break;;
+	put) echo "$arg" >> /run/guest-exec/$id.b64;;
+	run)
+		f=/run/guest-exec/$id
+		base64 -d $f.b64 > $f.sh
+		( cd /root && HOME=/root sh $f.sh ) < /dev/null > $f.out 2>&1
+		rc=$?
+		{ echo "=BEGIN $id"; base64 $f.out; echo "=END $id $rc"; } > /dev/ttyS2
+		rm -f $f.b64 $f.sh $f.out;;
 	esac
 done < /dev/ttyS0
 sync
@@ -142,6 +156,9 @@ type VM struct {
 	cmd     *exec.Cmd
 	stdin   io.WriteCloser
 	jobLog  string
+	execLog string
+	execMu  sync.Mutex
+	execN   int
 	console *logBuffer
 	exited  chan struct{}
 	err     error // qemu's exit, once exited is closed
@@ -169,6 +186,7 @@ func (k *Kernel) Boot(t testing.TB, g Guest) *VM {
 		"-accel", "tcg", "-nographic", "-no-reboot", "-m", strconv.Itoa(mem),
 		"-monitor", "none",
 		"-serial", "stdio", "-serial", "file:" + filepath.Join(dir, "job.log"),
+		"-serial", "file:" + filepath.Join(dir, "exec.log"),
 		"-kernel", k.Vmlinuz, "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 loglevel=4",
 	}
@@ -201,7 +219,7 @@ func (k *Kernel) Boot(t testing.TB, g Guest) *VM {
 
 func (k *Kernel) start(t testing.TB, dir string, args []string, forward []int) (*VM, error) {
 	t.Helper()
-	vm := &VM{Ports: map[int]int{}, t: t, jobLog: filepath.Join(dir, "job.log"), console: &logBuffer{}, exited: make(chan struct{})}
+	vm := &VM{Ports: map[int]int{}, t: t, jobLog: filepath.Join(dir, "job.log"), execLog: filepath.Join(dir, "exec.log"), console: &logBuffer{}, exited: make(chan struct{})}
 	if len(forward) == 0 {
 		args = append(args, "-nic", "none")
 	} else {
@@ -222,6 +240,7 @@ func (k *Kernel) start(t testing.TB, dir string, args []string, forward []int) (
 		args = append(args, "-netdev", netdev, "-device", "e1000,netdev=n0")
 	}
 	os.Remove(vm.jobLog)
+	os.Remove(vm.execLog)
 	cmd := exec.Command(k.QEMU, args...)
 	cmd.Stdout, cmd.Stderr = vm.console, vm.console
 	stdin, err := cmd.StdinPipe()
@@ -347,6 +366,56 @@ func (vm *VM) wait(ctx context.Context, want string) (int, error) {
 		case <-ctx.Done():
 			return -1, fmt.Errorf("waiting for %q in the guest job log: %w\n%s", want, ctx.Err(), vm.Logs())
 		case <-vm.exited:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Exec runs script with busybox sh in the guest, as root in /root, while
+// the job and what it started keep running, and returns its stdout and
+// stderr and its exit status. Calls run one at a time. The guest must
+// have printed "=BOOTED" (WaitFor) first: commands sent before its init
+// reads them are lost.
+func (vm *VM) Exec(ctx context.Context, script string) (string, int, error) {
+	vm.execMu.Lock()
+	defer vm.execMu.Unlock()
+	vm.execN++
+	id := strconv.Itoa(vm.execN)
+	// Lines stay far below the 4095 bytes a tty's canonical mode reads.
+	enc := base64.StdEncoding.EncodeToString([]byte(script))
+	var cmds strings.Builder
+	for len(enc) > 0 {
+		n := min(len(enc), 1024)
+		fmt.Fprintf(&cmds, "put %s %s\n", id, enc[:n])
+		enc = enc[n:]
+	}
+	fmt.Fprintf(&cmds, "run %s\n", id)
+	if _, err := io.WriteString(vm.stdin, cmds.String()); err != nil {
+		return "", -1, fmt.Errorf("sending a command to the guest: %v", err)
+	}
+	begin, end := "=BEGIN "+id, "=END "+id+" "
+	for {
+		b, _ := os.ReadFile(vm.execLog)
+		lines := strings.Split(strings.ReplaceAll(string(b), "\r", ""), "\n")
+		start := -1
+		for i, l := range lines {
+			switch {
+			case l == begin:
+				start = i + 1
+			case start >= 0 && strings.HasPrefix(l, end):
+				status, err1 := strconv.Atoi(l[len(end):])
+				out, err2 := base64.StdEncoding.DecodeString(strings.Join(lines[start:i], ""))
+				if err := errors.Join(err1, err2); err != nil {
+					return "", -1, fmt.Errorf("guest: malformed result of command %s: %v", id, err)
+				}
+				return string(out), status, nil
+			}
+		}
+		select {
+		case <-vm.exited:
+			return "", -1, fmt.Errorf("qemu exited (%v) while the guest ran a command\n%s", vm.err, vm.Logs())
+		case <-ctx.Done():
+			return "", -1, fmt.Errorf("running a command in the guest: %w\n%s", ctx.Err(), vm.Logs())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

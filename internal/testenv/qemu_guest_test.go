@@ -164,6 +164,30 @@ echo SERVING
 	if code, _ := get("/b/" + secret); code != http.StatusNotFound {
 		t.Errorf("GET /b/%s: %d; want 404: the second drive holds the second ISO", secret, code)
 	}
+	// The host acts between guest commands, as the installer's test does
+	// between `solution add` and `solution remove`.
+	out, status, err := vm.Exec(ctx, "grep ' iso9660 ' /proc/mounts; ps -o user,args | grep '[n]ginx: worker'")
+	if err != nil || status != 0 {
+		t.Fatalf("exec: %d, %v\n%s", status, err, out)
+	}
+	for _, want := range []string{"/srv/a iso9660 ro", "/srv/b iso9660 ro", "nobody"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the guest's mounts and nginx workers lack %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "root ") {
+		t.Errorf("an nginx worker runs as root:\n%s", out)
+	}
+	if out, status, err := vm.Exec(ctx, "umount /srv/b"); err != nil || status != 0 {
+		t.Fatalf("umount: %d, %v\n%s", status, err, out)
+	}
+	if code, _ := get("/b/solution.txt"); code != http.StatusNotFound {
+		t.Errorf("GET /b/solution.txt after umount: %d; want 404", code)
+	}
+	if code, _ := get("/a/product.txt"); code != http.StatusOK {
+		t.Errorf("GET /a/product.txt after umounting the other drive: %d; want 200", code)
+	}
+
 	t.Logf("kernel %s under TCG: init done %v after qemu started, nginx serving both ISOs at %v, first file at %v; %d files fetched and compared",
 		k.Version, booted.Round(time.Millisecond), serving.Round(time.Millisecond), first.Round(time.Millisecond), n)
 
@@ -173,7 +197,8 @@ echo SERVING
 }
 
 // TestGuestJobFailure: a job that fails before its marker makes WaitFor
-// fail at once with the job's output, not time out.
+// fail at once with the job's output, not time out; Exec still runs
+// commands, with their output (bytes as they are) and exit status.
 func TestGuestJobFailure(t *testing.T) {
 	Short(t, "boots a kernel under software emulation")
 	k := NeedKernel(t)
@@ -186,6 +211,12 @@ func TestGuestJobFailure(t *testing.T) {
 	}
 	if status, err := vm.WaitExit(ctx); err != nil || status != 3 {
 		t.Fatalf("WaitExit: %d, %v; want 3", status, err)
+	}
+	// The guest is still up: the host can still run commands in it.
+	script := "echo out; echo err >&2; printf 'no newline \\001'; exit 4\n" + strings.Repeat("# a script longer than a tty line\n", 200)
+	out, status, err := vm.Exec(ctx, script)
+	if err != nil || status != 4 || out != "out\nerr\nno newline \001" {
+		t.Fatalf("Exec: %q, %d, %v; want the output and status 4", out, status, err)
 	}
 	if err := vm.Stop(ctx); err != nil {
 		t.Fatal(err)
