@@ -196,13 +196,27 @@ echo SERVING
 	}
 }
 
-// TestGuestJobFailure: a job that fails before its marker makes WaitFor
+// TestGuestJobAndExec: a job that fails before its marker makes WaitFor
 // fail at once with the job's output, not time out; Exec still runs
-// commands, with their output (bytes as they are) and exit status.
-func TestGuestJobFailure(t *testing.T) {
+// commands, with their output (bytes as they are) and exit status; an
+// extra module (loop) lets the guest mount an ISO file, as `archive add
+// PATH` does with an ISO that is not on a drive.
+func TestGuestJobAndExec(t *testing.T) {
 	Short(t, "boots a kernel under software emulation")
 	k := NeedKernel(t)
-	vm := k.Boot(t, Guest{Init: "echo about to fail\nexit 3\n"})
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "hello.txt"), []byte("from a loop device\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	isoFile := filepath.Join(t.TempDir(), "loop.iso")
+	if _, err := iso.Write(context.Background(), isoFile, src, iso.ProductOptions("LOOP", time.Unix(1700000000, 0))); err != nil {
+		t.Fatal(err)
+	}
+	vm := k.Boot(t, Guest{
+		Init:    "echo about to fail\nexit 3\n",
+		Files:   map[string]string{"/root/loop.iso": isoFile},
+		Modules: []string{"loop"},
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	err := vm.WaitFor(ctx, "NEVER")
@@ -217,6 +231,10 @@ func TestGuestJobFailure(t *testing.T) {
 	out, status, err := vm.Exec(ctx, script)
 	if err != nil || status != 4 || out != "out\nerr\nno newline \001" {
 		t.Fatalf("Exec: %q, %d, %v; want the output and status 4", out, status, err)
+	}
+	out, status, err = vm.Exec(ctx, "mkdir /mnt/l && mount -t iso9660 -o loop,ro /root/loop.iso /mnt/l && cat /mnt/l/hello.txt")
+	if err != nil || status != 0 || out != "from a loop device\n" {
+		t.Fatalf("loop mount: %q, %d, %v", out, status, err)
 	}
 	if err := vm.Stop(ctx); err != nil {
 		t.Fatal(err)
