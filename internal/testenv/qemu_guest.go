@@ -28,9 +28,9 @@ import (
 // and TCP ports the host reaches through qemu's user-mode network bound to
 // 127.0.0.1. See docs/installer-kernel-test.md.
 type Guest struct {
-	// ISOs are attached as CD-ROM drives on the PIIX IDE controller (at
-	// most 4). ISOs[i] is /dev/cdrom<i> in the guest, whatever /dev/srN
-	// the kernel named it.
+	// ISOs are attached as CD-ROM drives (SCSI targets of a virtio-scsi
+	// controller, at most 16). ISOs[i] is /dev/cdrom<i> in the guest,
+	// whatever /dev/srN the kernel named it.
 	ISOs []string
 	// Files maps an absolute guest path to a host file, copied with its
 	// permission bits (symlinks are followed).
@@ -60,7 +60,7 @@ type Guest struct {
 // guestModules are loaded in every guest: the CD-ROM stack, and the
 // e1000 network card, one module with no dependencies, which qemu's pc
 // machine emulates by default. af_packet (for udhcpc) is built in.
-var guestModules = append(append([]string(nil), cdromModules...), "e1000")
+var guestModules = []string{"virtio_pci", "virtio_scsi", "sr_mod", "isofs", "e1000"}
 
 // The guest network is qemu's user-mode one; the address is its default.
 const (
@@ -93,15 +93,14 @@ fail() { say "FAIL $*"; sync; poweroff -f; }
 GUEST_CDROMS=0 GUEST_NET=
 . /guest/env || fail "no /guest/env"
 for m in $(cat /modules); do insmod /lib/modules/$m || fail "insmod $m"; done
-# ISOs[i] sits on IDE channel i/2, unit i%2; ata_piix is the only SCSI
-# host, so channel c is scsi host c and the unit its target.
+# ISOs[i] is SCSI target i of the one virtio-scsi controller.
 n=0
 while :; do
 	found=0
 	for d in /sys/block/sr*; do
 		[ -e "$d/device" ] || continue
 		set -- $(basename "$(readlink "$d/device")" | tr ':' ' ')
-		i=$(($1 * 2 + $3))
+		i=$3
 		[ -e /dev/cdrom$i ] || ln -s "$(basename "$d")" /dev/cdrom$i
 	done
 	i=0
@@ -121,6 +120,10 @@ if [ -n "$GUEST_NET" ]; then
 		sleep 0.1
 	done
 	ip addr add GUEST_IP/24 dev eth0 && ip link set eth0 up && ip route add default via GUEST_GATEWAY || fail "eth0"
+	# qemu learns the guest's MAC address from its ARP traffic; until then
+	# the first forwarded connection waits for ARP and SYN retries
+	# (seconds under emulation).
+	arping -q -c 1 -w 5 -I eth0 GUEST_GATEWAY || :
 fi
 say BOOTED
 ( cd /root && HOME=/root sh /guest/job < /dev/null > $log 2>&1; say "EXIT $?" ) &
@@ -170,8 +173,8 @@ type VM struct {
 // tells when the job is ready.
 func (k *Kernel) Boot(t testing.TB, g Guest) *VM {
 	t.Helper()
-	if len(g.ISOs) > 4 {
-		t.Fatalf("Guest.ISOs: %d drives, the IDE controller holds 4", len(g.ISOs))
+	if len(g.ISOs) > 16 {
+		t.Fatalf("Guest.ISOs: %d drives; 16 at most", len(g.ISOs))
 	}
 	dir := t.TempDir()
 	initrd, err := k.guestInitrd(dir, g)
@@ -187,8 +190,11 @@ func (k *Kernel) Boot(t testing.TB, g Guest) *VM {
 		"-monitor", "none",
 		"-serial", "stdio", "-serial", "file:" + filepath.Join(dir, "job.log"),
 		"-serial", "file:" + filepath.Join(dir, "exec.log"),
-		"-kernel", k.Vmlinuz, "-initrd", initrd,
+		"-kernel", k.guestKernel(t), "-initrd", initrd,
 		"-append", "console=ttyS0 panic=-1 loglevel=4",
+	}
+	if len(g.ISOs) > 0 {
+		args = append(args, "-device", "virtio-scsi-pci,id=scsi0")
 	}
 	for i, iso := range g.ISOs {
 		abs, err := filepath.Abs(iso)
@@ -201,7 +207,9 @@ func (k *Kernel) Boot(t testing.TB, g Guest) *VM {
 		if _, err := os.Stat(abs); err != nil {
 			t.Fatalf("Guest.ISOs[%d]: %v", i, err)
 		}
-		args = append(args, "-drive", fmt.Sprintf("file=%s,media=cdrom,if=ide,index=%d,readonly=on", abs, i))
+		args = append(args,
+			"-drive", fmt.Sprintf("file=%s,if=none,id=cd%d,media=cdrom,readonly=on", abs, i),
+			"-device", fmt.Sprintf("scsi-cd,drive=cd%d,bus=scsi0.0,channel=0,scsi-id=%d,lun=0", i, i))
 	}
 	// A port FreePort found free may be taken before qemu binds it:
 	// qemu then fails at once, and another set of ports is tried.
@@ -237,7 +245,7 @@ func (k *Kernel) start(t testing.TB, dir string, args []string, forward []int) (
 			vm.Ports[g] = h
 			netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", h, g)
 		}
-		args = append(args, "-netdev", netdev, "-device", "e1000,netdev=n0")
+		args = append(args, "-netdev", netdev, "-device", "e1000,netdev=n0,romfile=")
 	}
 	os.Remove(vm.jobLog)
 	os.Remove(vm.execLog)
@@ -447,6 +455,28 @@ func (vm *VM) Stop(ctx context.Context) error {
 	return nil
 }
 
+// guestKernel is the uncompressed kernel when it can be had (see
+// pvhKernel), else the bzImage.
+func (k *Kernel) guestKernel(t testing.TB) string {
+	if os.Getenv("METALK8S_QEMU_BZIMAGE") == "1" {
+		return k.Vmlinuz
+	}
+	p, err := pvhKernel(filepath.Join(qemuCacheDir(), k.Version), k.Vmlinuz)
+	if err != nil {
+		t.Logf("booting the compressed kernel: %v", err)
+		return k.Vmlinuz
+	}
+	return p
+}
+
+func qemuCacheDir() string {
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		cache = os.TempDir()
+	}
+	return filepath.Join(cache, "metalk8s-buildchain", "qemu")
+}
+
 // guestInitrd writes dir/initrd: the cached base image for the guest's
 // modules, then an archive of what g adds. The kernel unpacks
 // concatenated cpio archives in order, so the second adds to the first.
@@ -460,12 +490,8 @@ func (k *Kernel) guestInitrd(dir string, g Guest) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		cache = os.TempDir()
-	}
 	script := strings.NewReplacer("GUEST_IP", guestIP, "GUEST_GATEWAY", guestGateway).Replace(guestInit)
-	base, err := cachedBase(filepath.Join(cache, "metalk8s-buildchain", "qemu", k.Version), script, busybox, modDir, mods)
+	base, err := cachedBase(filepath.Join(qemuCacheDir(), k.Version), script, busybox, modDir, mods)
 	if err != nil {
 		return "", err
 	}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"fmt"
 	"io"
 	"math/rand"
@@ -322,5 +323,37 @@ func TestGuestFilesRejects(t *testing.T) {
 	}
 	if !bytes.Contains(buf.Bytes(), []byte("a\x00")) || !bytes.HasSuffix(bytes.TrimRight(buf.Bytes(), "\x00"), []byte("TRAILER!!!")) {
 		t.Errorf("overlay lacks the parent directory or the trailer")
+	}
+}
+
+// TestPVHKernel: the kernel unpacked from Debian's bzImage is an ELF with
+// the PVH entry qemu boots; anything else is refused, so Boot falls back
+// to the bzImage.
+func TestPVHKernel(t *testing.T) {
+	k := NeedKernel(t)
+	p, err := pvhKernel(t.TempDir(), k.Vmlinuz)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if f.Type != elf.ET_EXEC || f.Machine != elf.EM_X86_64 {
+		t.Errorf("%s: %v %v, want an x86-64 executable", p, f.Type, f.Machine)
+	}
+	if _, err := bzImagePayload(make([]byte, 4096)); err == nil {
+		t.Error("a block of zeros passed for a bzImage")
+	}
+	busybox, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Skip(err)
+	}
+	if err := hasPVHEntry(busybox); err == nil {
+		t.Error("busybox passed for a PVH kernel")
+	}
+	if _, err := unpackPayload([]byte("BZh91AY&SY")); err == nil {
+		t.Error("a bzip2 payload was accepted")
 	}
 }
