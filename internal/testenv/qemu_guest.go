@@ -122,8 +122,14 @@ if [ -n "$GUEST_NET" ]; then
 	ip addr add GUEST_IP/24 dev eth0 && ip link set eth0 up && ip route add default via GUEST_GATEWAY || fail "eth0"
 	# qemu learns the guest's MAC address from its ARP traffic; until then
 	# the first forwarded connection waits for ARP and SYN retries
-	# (seconds under emulation).
-	arping -q -c 1 -w 5 -I eth0 GUEST_GATEWAY || :
+	# (seconds under emulation). Frames sent before the card reports its
+	# link are lost, so wait for it, then for the gateway's answer.
+	n=0
+	until [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; do
+		n=$((n+1)); [ $n -gt 1200 ] && fail "eth0 has no link"
+		sleep 0.1
+	done
+	arping -q -f -w 30 -I eth0 GUEST_GATEWAY || fail "no ARP answer from GUEST_GATEWAY"
 fi
 say BOOTED
 ( cd /root && HOME=/root sh /guest/job < /dev/null > $log 2>&1; say "EXIT $?" ) &

@@ -179,6 +179,12 @@ echo SERVING
 	if strings.Contains(out, "root ") {
 		t.Errorf("an nginx worker runs as root:\n%s", out)
 	}
+	// A program started with a clean environment (the installer may
+	// start nginx so) still finds its libraries: they sit in ld.so's
+	// default directories, LD_LIBRARY_PATH is only a fallback.
+	if out, status, err := vm.Exec(ctx, "env -i /usr/sbin/nginx -v"); err != nil || status != 0 {
+		t.Errorf("nginx without LD_LIBRARY_PATH: %d, %v\n%s", status, err, out)
+	}
 	if out, status, err := vm.Exec(ctx, "umount /srv/b"); err != nil || status != 0 {
 		t.Fatalf("umount: %d, %v\n%s", status, err, out)
 	}
