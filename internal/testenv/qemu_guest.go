@@ -131,12 +131,13 @@ if [ -n "$GUEST_NET" ]; then
 	done
 	arping -q -f -w 30 -I eth0 GUEST_GATEWAY || fail "no ARP answer from GUEST_GATEWAY"
 fi
-say BOOTED
-( cd /root && HOME=/root sh /guest/job < /dev/null > $log 2>&1; say "EXIT $?" ) &
 # Commands from the host: "put ID B64" appends a line of a script,
-# "run ID" runs it and reports on ttyS2, one at a time.
+# "run ID" runs it and reports on ttyS2, one at a time. Lines that come
+# before the loop reads wait in the tty's buffers.
 stty -echo < /dev/ttyS0
 mkdir -p /run/guest-exec
+say BOOTED
+( cd /root && HOME=/root sh /guest/job < /dev/null > $log 2>&1; say "EXIT $?" ) &
 while read -r cmd id arg; do
 	case "$cmd" in
 	poweroff) break;;
@@ -387,12 +388,14 @@ func (vm *VM) wait(ctx context.Context, want string) (int, error) {
 
 // Exec runs script with busybox sh in the guest, as root in /root, while
 // the job and what it started keep running, and returns its stdout and
-// stderr and its exit status. Calls run one at a time. The guest must
-// have printed "=BOOTED" (WaitFor) first: commands sent before its init
-// reads them are lost.
+// stderr and its exit status. Calls run one at a time, once the guest
+// has booted; a running script holds up the next ones, and Stop.
 func (vm *VM) Exec(ctx context.Context, script string) (string, int, error) {
 	vm.execMu.Lock()
 	defer vm.execMu.Unlock()
+	if err := vm.WaitFor(ctx, "=BOOTED"); err != nil {
+		return "", -1, err
+	}
 	vm.execN++
 	id := strconv.Itoa(vm.execN)
 	// Lines stay far below the 4095 bytes a tty's canonical mode reads.
