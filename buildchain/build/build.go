@@ -134,7 +134,7 @@ func (b *Session) Info() (product.Info, error) {
 			b.infoErr = err
 			return
 		}
-		b.info = product.Info{Name: b.Cfg.ProjectName, Version: v, Git: product.GitDescribe(b.Cfg.ProjectRoot), Built: b.Cfg.Epoch()}
+		b.info = product.Info{Name: b.Cfg.ProjectName, Version: v, Git: product.GitDescribe(b.Cfg.ProjectRoot), Built: b.Cfg.Epoch(), Host: b.Cfg.BuildHost}
 	})
 	return b.info, b.infoErr
 }

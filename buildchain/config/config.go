@@ -27,6 +27,7 @@ var Keys = []Key{
 	{"PROJECT_NAME", "MetalK8s", "Product name, used in the ISO volume ID and product.txt."},
 	{"BUILD_ROOT", "dist", "Where every build output goes (relative to the project root, or absolute)."},
 	{"SOURCE_DATE_EPOCH", "commit time of HEAD, or 0 outside git", "Seconds since 1970; every timestamp in an artifact comes from it."},
+	{"BUILD_HOST", "this machine's host name", "Recorded as product.txt's BUILD_HOST. Set it, with SOURCE_DATE_EPOCH, to rebuild an ISO byte for byte on another machine."},
 	{"JOBS", "number of CPUs", "How many fetches and builds run in parallel."},
 	{"IMAGES_FILE", "images/images.yaml", "The list of upstream images to ship."},
 	{"PACKAGES_FILE", "packages/packages.yaml", "The list of package repositories and package sets to ship."},
@@ -49,6 +50,7 @@ var Keys = []Key{
 type Config struct {
 	ProjectRoot        string
 	ProjectName        string
+	BuildHost          string
 	BuildRoot          string
 	SourceDateEpoch    int64
 	Jobs               int
@@ -129,6 +131,9 @@ func resolve(root string, vals, origin map[string]string) (*Config, error) {
 		return filepath.Join(root, p)
 	}
 	c.ProjectName = get("PROJECT_NAME", "MetalK8s")
+	if c.BuildHost = get("BUILD_HOST", ""); c.BuildHost == "" {
+		c.BuildHost, _ = os.Hostname()
+	}
 	c.BuildRoot = abs(get("BUILD_ROOT", "dist"))
 	c.ImagesFile = abs(get("IMAGES_FILE", "images/images.yaml"))
 	c.PackagesFile = abs(get("PACKAGES_FILE", "packages/packages.yaml"))

@@ -37,6 +37,7 @@ var TestPackages = []string{
 	"linux-image-amd64", // the kernel that mounts ISOs under qemu (its isofs is the installer's reader)
 	"qemu-system-x86",   // qemu-system-x86_64, software emulation
 	"busybox-static",    // the qemu guest's only program
+	"xz-utils",          // unpacks the kernel once so qemu boots it without its xz decompressor
 	"vagrant",           // vagrant validate on vagrant/Vagrantfile, and vagrant:up's plugin check
 	"shellcheck",        // vagrant/provision/*.sh
 	"wrk",               // benchmarks: HTTP load

@@ -29,6 +29,7 @@ import (
 // a Solution's (docs chapter 12.2.3).
 var Keys = []string{
 	"NAME", "VERSION", "SHORT_VERSION", "GIT", "DEVELOPMENT_RELEASE", "BUILD_TIMESTAMP",
+	"BUILD_HOST",
 	"REQUIRE_METALK8S", "ARCHIVE_LAYOUT_VERSION",
 }
 

@@ -85,11 +85,16 @@ type Info struct {
 	Version Version
 	Git     string    // `git describe` of the checkout, or empty
 	Built   time.Time // from SOURCE_DATE_EPOCH, never the wall clock
+	// Host is the build host's name (BUILD_HOST, by default the machine's
+	// host name): the one fact of product.txt that differs between two
+	// machines given the same inputs, which is why it can be set.
+	Host string
 }
 
-// ProductTxt renders product.txt. Only build-independent facts go in, so
-// that the same inputs give the same bytes (no build host). It fails only
-// for a name or git description that product.txt cannot hold.
+// ProductTxt renders product.txt. Besides the build host, only
+// build-independent facts go in, so that the same inputs give the same
+// bytes. It fails only for a name, git description or host name that
+// product.txt cannot hold.
 func (i Info) ProductTxt() ([]byte, error) {
 	dev := "0"
 	if i.Version.Development() {
@@ -102,6 +107,7 @@ func (i Info) ProductTxt() ([]byte, error) {
 		{Key: "GIT", Value: i.Git},
 		{Key: "DEVELOPMENT_RELEASE", Value: dev},
 		{Key: "BUILD_TIMESTAMP", Value: i.Built.UTC().Format(time.RFC3339)},
+		{Key: "BUILD_HOST", Value: i.Host},
 	})
 }
 

@@ -34,13 +34,13 @@ func TestProductTxtIsDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := Info{Name: "MetalK8s", Version: v, Git: "abc", Built: time.Unix(1700000000, 0)}
+	i := Info{Name: "MetalK8s", Version: v, Git: "abc", Built: time.Unix(1700000000, 0), Host: "build-1.example"}
 	data, err := i.ProductTxt()
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := string(data)
-	want := "NAME=MetalK8s\nVERSION=" + v.String() + "\nSHORT_VERSION=" + v.Short() + "\nGIT=abc\nDEVELOPMENT_RELEASE=1\nBUILD_TIMESTAMP=2023-11-14T22:13:20Z\n"
+	want := "NAME=MetalK8s\nVERSION=" + v.String() + "\nSHORT_VERSION=" + v.Short() + "\nGIT=abc\nDEVELOPMENT_RELEASE=1\nBUILD_TIMESTAMP=2023-11-14T22:13:20Z\nBUILD_HOST=build-1.example\n"
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)
 	}

@@ -218,8 +218,14 @@ poweroff -f
 // its name is a digest of the script and of the identity of each file it
 // holds, so a changed busybox or kernel package gets a new one.
 func cachedInitrd(dir, busybox, modDir string, mods []string) (string, error) {
+	return cachedBase(dir, initScript, busybox, modDir, mods)
+}
+
+// cachedBase is cachedInitrd for any /init script: the guest API's base
+// image has its own.
+func cachedBase(dir, script, busybox, modDir string, mods []string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00", initScript)
+	fmt.Fprintf(h, "%s\x00", script)
 	for _, p := range append([]string{busybox}, prefixAll(modDir, mods)...) {
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -246,7 +252,7 @@ func cachedInitrd(dir, busybox, modDir string, mods []string) (string, error) {
 		return "", err
 	}
 	c.File("bin/busybox", 0o755, bb)
-	c.File("init", 0o755, []byte(initScript))
+	c.File("init", 0o755, []byte(script))
 	var names []string
 	for _, m := range mods {
 		data, err := os.ReadFile(filepath.Join(modDir, m))
