@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/random"
+
+	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/salttree"
+	"github.com/metalk8s/buildchain/buildchain/solution"
+	"github.com/metalk8s/buildchain/installer"
+	"github.com/metalk8s/buildchain/installer/change"
+	"github.com/metalk8s/buildchain/installer/mount"
+	"github.com/metalk8s/buildchain/installer/serve"
+	"github.com/metalk8s/buildchain/internal/cli/clitest"
+	"github.com/metalk8s/buildchain/internal/testenv"
+	"github.com/metalk8s/buildchain/registrygen"
+)
+
+// metalk8sISO writes a small MetalK8s ISO as the buildchain lays one out:
+// product.txt, one image in the skopeo dir: layout with its upstream
+// name in versions.json, the registry template with the shared
+// constants, written by the project's ISO writer (with its SHA256SUM).
+func metalk8sISO(t *testing.T) (isoPath, image, digest string) {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "product.txt"), []byte("NAME=MetalK8s\nVERSION=2.0.0\nSHORT_VERSION=2.0\n"), 0o644)
+	img, err := random.Image(4096, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := oci.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
+	res, err := oci.StoreImage(oci.Image{Name: "coredns", Version: "1.3.1", Source: "k8s.mirror.invalid/coredns"}, img, cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := oci.WriteDir(filepath.Join(dir, "images", "coredns", "1.3.1"), res, cache); err != nil {
+		t.Fatal(err)
+	}
+	vers := salttree.Versions{Packages: map[string]salttree.Package{}, Repositories: map[string]salttree.Repository{},
+		Images:     map[string]salttree.Image{"coredns": {Name: "coredns", Version: "1.3.1", Digest: res.Image.Digest, Source: "k8s.mirror.invalid/coredns"}},
+		Registries: []string{}}
+	vers.MetalK8s.Version = "2.0.0"
+	data, _ := json.MarshalIndent(vers, "", "  ")
+	os.MkdirAll(filepath.Join(dir, "salt", "metalk8s"), 0o755)
+	os.WriteFile(filepath.Join(dir, serve.VersionsFile), data, 0o644)
+	if err := solution.WriteRegistryConfig(dir, registrygen.WithConstants); err != nil {
+		t.Fatal(err)
+	}
+	isoPath = filepath.Join(t.TempDir(), "metalk8s.iso")
+	if _, err := iso.Write(context.Background(), isoPath, dir, iso.ProductOptions("MetalK8s 2.0.0", time.Unix(1700000000, 0))); err != nil {
+		t.Fatal(err)
+	}
+	return isoPath, "metalk8s-2.0.0/coredns", res.Image.Digest
+}
+
+// The host end to end of issue 12 (test 1), for a MetalK8s archive: the
+// installer, as the ISO ships it, verifies the ISO, mounts it through
+// FUSE (its own fuse-serve daemon), persists the mount, starts nginx with
+// unprivileged workers, and skopeo pulls the image through it by digest;
+// the same command again changes nothing; remove makes the registry
+// answer 404, unmounts and removes the unit.
+func TestHostEndToEnd(t *testing.T) {
+	testenv.Short(t, "mounts an ISO through FUSE and starts nginx")
+	skopeo := testenv.Need(t, "skopeo")[0]
+	if nginx := testenv.Need(t, "nginx")[0]; nginx != "/usr/sbin/nginx" {
+		t.Skipf("nginx is %s; the installer runs /usr/sbin/nginx", nginx)
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		t.Skip("FUSE mounts need /dev/fuse and root")
+	}
+	isoPath, image, digest := metalk8sISO(t)
+	root := t.TempDir()
+	testenv.OpenToOthers(t, root)
+	mp := filepath.Join(root, "srv/scality/metalk8s-2.0.0")
+	t.Cleanup(func() {
+		serve.Stop(change.New(root, false))
+		syscall.Unmount(mp, syscall.MNT_DETACH)
+	})
+	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	run := func(args ...string) (int, string) {
+		t.Helper()
+		return clitest.Run(t, append([]string{"--root", root, "--listen", listen, "--mount-method", "fuse"}, args...)...)
+	}
+
+	code, out := run("archive", "add", isoPath)
+	if code != 0 {
+		t.Fatalf("archive add: %d\n%s", code, out)
+	}
+	for _, want := range []string{"mount /srv/scality/metalk8s-2.0.0 (fuse", "nginx started", installer.StatePath} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	t.Logf("archive add:\n%s", out)
+	if cur, err := mount.Current(mp); err != nil || cur == nil || cur.Method != mount.FUSE {
+		t.Fatalf("mounted at %s: %+v %v", mp, cur, err)
+	}
+	units, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/metalk8s-fuse-*.service"))
+	if len(units) != 1 {
+		t.Errorf("persisted FUSE units: %v", units)
+	}
+	dst := t.TempDir()
+	if o, err := exec.Command(skopeo, "copy", "--src-tls-verify=false", "docker://"+listen+"/"+image+"@"+digest, "dir:"+dst).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy through the installer's nginx: %v\n%s", err, o)
+	}
+	ps, _ := exec.Command("ps", "-o", "user=", "-C", "nginx").Output()
+	if !strings.Contains(string(ps), "nobody") {
+		t.Errorf("no nginx worker runs as nobody: %q", ps)
+	}
+
+	if code, out := run("archive", "add", isoPath); code != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("second archive add: %d\n%s", code, out)
+	}
+
+	if code, out := run("archive", "remove", isoPath); code != 0 {
+		t.Fatalf("archive remove: %d\n%s", code, out)
+	}
+	url := "http://" + listen + "/v2/" + image + "/manifests/" + digest
+	status := 0
+	// A reload is asynchronous: a wait with a generous bound, not a
+	// timed assertion.
+	for i := 0; i < 300; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if status = resp.StatusCode; status == http.StatusNotFound {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if status != http.StatusNotFound {
+		t.Fatalf("GET %s after remove: %d, want 404", url, status)
+	}
+	if cur, err := mount.Current(mp); err != nil || cur != nil {
+		t.Fatalf("still mounted after remove: %+v %v", cur, err)
+	}
+	if units, _ := filepath.Glob(filepath.Join(root, "etc/systemd/system/metalk8s-fuse-*")); len(units) != 0 {
+		t.Errorf("units left after remove: %v", units)
+	}
+	if code, out := run("archive", "remove", isoPath); code != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("second archive remove: %d\n%s", code, out)
+	}
+}
