@@ -176,10 +176,10 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	cfg.RepoMirrors = nil // the lists name the local repositories
 	cfg.RepoSigningKey = u.KeyFile
 	cfg.Steps, cfg.Force = "", ""
-	// The fixture is named like the product: the completeness check runs
-	// as in a real build, and fails the demo when the ISO root is not a
-	// complete product.
-	cfg.CompletenessReportOnly = false
+	// The fixture is named like the product, so the completeness check
+	// runs as in a real build (COMPLETENESS as .env sets it, failing by
+	// default) and fails the demo when the ISO root is not a complete
+	// product.
 
 	err = phase("build the ISO", func() error { return opt.Build(ctx, b) })
 	if err != nil && !errors.Is(err, build.ErrNotBuiltYet) {
