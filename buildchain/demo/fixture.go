@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -147,6 +149,9 @@ func pushImages(ctx context.Context, host string, list []oci.Image, seed uint64,
 		return out, nil
 	}
 	var out []Image
+	// Generated in order (the random stream fixes the digests), pushed
+	// concurrently: the registry round trips dominate.
+	var pushes []func() error
 	var pair v1.Layer
 	for i, entry := range list {
 		ref, err := name.ParseReference(host+"/"+repoPath(entry.Source)+":"+entry.Version, name.Insecure)
@@ -183,9 +188,12 @@ func pushImages(ctx context.Context, host string, list []oci.Image, seed uint64,
 				return nil, err
 			}
 			im.Digest = d.String()
-			if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx)); err != nil {
-				return nil, fmt.Errorf("pushing %s: %w", ref, err)
-			}
+			pushes = append(pushes, func() error {
+				if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx)); err != nil {
+					return fmt.Errorf("pushing %s: %w", ref, err)
+				}
+				return nil
+			})
 			out = append(out, im)
 			continue
 		}
@@ -202,12 +210,36 @@ func pushImages(ctx context.Context, host string, list []oci.Image, seed uint64,
 			return nil, err
 		}
 		im.Digest = d.String()
-		if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
-			return nil, fmt.Errorf("pushing %s: %w", ref, err)
-		}
+		pushes = append(pushes, func() error {
+			if err := remote.Write(ref, img, remote.WithContext(ctx)); err != nil {
+				return fmt.Errorf("pushing %s: %w", ref, err)
+			}
+			return nil
+		})
 		out = append(out, im)
 	}
+	if err := parallel(4, pushes); err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// parallel runs fns, n at a time, and returns their errors joined.
+func parallel(n int, fns []func() error) error {
+	sem := make(chan struct{}, n)
+	errs := make([]error, len(fns))
+	var wg sync.WaitGroup
+	for i, fn := range fns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			errs[i] = fn()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // repoPath is a source without its registry host.

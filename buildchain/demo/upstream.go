@@ -76,9 +76,23 @@ func StartUpstreams(ctx context.Context, dir string, lists Lists, seed uint64, s
 	if err := u.start(ctx, exec.Command(bins[0], "serve", regConf), "http://"+u.RegistryHost+"/v2/"); err != nil {
 		return u, err
 	}
-	if u.Images, err = pushImages(ctx, u.RegistryHost, imageList, seed, s); err != nil {
-		return u, err
+	// The images are pushed while the repositories are built.
+	pushed := make(chan error, 1)
+	go func() {
+		var err error
+		u.Images, err = pushImages(ctx, u.RegistryHost, imageList, seed, s)
+		pushed <- err
+	}()
+	waitPushed := func() error {
+		if pushed == nil {
+			return nil
+		}
+		err := <-pushed
+		pushed = nil
+		return err
 	}
+	// Stop must not race the pushes: every return below waits for them.
+	defer waitPushed()
 
 	repos := filepath.Join(dir, "repos")
 	u.KeyFile = filepath.Join(dir, "signing-key.asc")
@@ -110,6 +124,9 @@ func StartUpstreams(ctx context.Context, dir string, lists Lists, seed uint64, s
 		return u, err
 	}
 	if err := u.start(ctx, exec.Command(bins[1], "-p", prefix, "-c", nginxConf), u.RepoURL+"RPM-GPG-KEY-demo"); err != nil {
+		return u, err
+	}
+	if err := waitPushed(); err != nil {
 		return u, err
 	}
 	fmt.Fprintf(log, "demo: upstream registry %s (%d images), yum repositories %s (%d packages)\n", u.RegistryHost, len(u.Images), u.RepoURL, len(u.Packages))
