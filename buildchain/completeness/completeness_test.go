@@ -9,7 +9,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/metalk8s/buildchain/buildchain/imagebuild"
+	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/buildchain/rpm/depsolve"
+	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/salttree"
 	"github.com/metalk8s/buildchain/internal/testenv"
@@ -44,25 +48,20 @@ func pkg(name, arch, body string) rpmtest.Spec {
 	return rpmtest.Spec{Name: name, Version: "1.0", Release: "1", Arch: arch, Body: body}
 }
 
-// tree writes a complete ISO root: the project's real Salt tree with its
-// versions.json, the pause image it refers to, an example manifest that
-// refers to a second image through the Bootstrap registry, and a shipped
-// repository whose containerd needs a package of an external repository.
-// extra adds packages to versions.json and to the shipped repository.
+// tree writes a complete ISO root: the project's real Salt tree with a
+// versions.json of the real images/images.yaml, a directory for each of
+// its images and for each image built locally (images/*/image.yaml), an
+// example manifest that refers to one more image through the Bootstrap
+// registry, and a shipped repository whose containerd needs a package of
+// an external repository. extra adds packages to versions.json and to the
+// shipped repository.
 func tree(t *testing.T, extra ...rpmtest.Spec) (root string, external []depsolve.Repo) {
 	t.Helper()
 	root = t.TempDir()
-	_, file, _, _ := runtime.Caller(0)
-	salt := filepath.Join(filepath.Dir(file), "..", "..", "salt")
-	v := &salttree.Versions{
-		Packages:     map[string]salttree.Package{},
-		Images:       map[string]salttree.Image{},
-		Repositories: map[string]salttree.Repository{"metalk8s": {GPGKeys: []string{}}},
-		Registries:   []string{"k8s.gcr.io"},
-	}
-	v.MetalK8s.Version = "2.0.0-dev"
-	v.Images["pause"] = salttree.Image{Name: "pause", Version: "3.1", Digest: digest, Source: "k8s.gcr.io/pause"}
-	v.Images["nginx"] = salttree.Image{Name: "nginx", Version: "1.0", Digest: digest, Source: "docker.io/library/nginx"}
+	v, onISO := realVersions(t)
+	v.Images["example-web"] = salttree.Image{Name: "example-web", Version: "1.0", Digest: digest, Source: "docker.io/example/web"}
+	onISO = append(onISO, "example-web/1.0")
+	v.Repositories["metalk8s"] = salttree.Repository{GPGKeys: []string{}}
 	specs := []rpmtest.Spec{
 		pkg("containerd", "x86_64", "Requires: container-selinux\nRequires: libseccomp\n"),
 		pkg("container-selinux", "noarch", ""),
@@ -72,7 +71,7 @@ func tree(t *testing.T, extra ...rpmtest.Spec) (root string, external []depsolve
 	for _, s := range specs {
 		v.Packages[s.Name] = salttree.Package{Name: s.Name, Version: s.Version, Release: s.Release, Arch: s.Arch, Repo: "metalk8s"}
 	}
-	if err := salttree.Write(salt, filepath.Join(root, "salt"), filepath.Join(root, "pillar"), v); err != nil {
+	if err := salttree.Write(filepath.Join(projectRoot, "salt"), filepath.Join(root, "salt"), filepath.Join(root, "pillar"), v); err != nil {
 		t.Fatal(err)
 	}
 	repo(t, filepath.Join(root, "packages", "redhat", "metalk8s"), specs...)
@@ -82,13 +81,62 @@ func tree(t *testing.T, extra ...rpmtest.Spec) (root string, external []depsolve
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, im := range []string{"pause/3.1", "nginx/1.0"} {
+	for _, im := range onISO {
 		dir := filepath.Join(root, "images", filepath.FromSlash(im))
 		os.MkdirAll(dir, 0o755)
 		os.WriteFile(filepath.Join(dir, "version"), []byte("Directory Transport Version: 1.1\n"), 0o644)
 	}
-	write(t, root, "examples/deploy.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n    - name: web\n      image: metalk8s-2.0.0-dev/nginx:1.0\n")
+	write(t, root, "examples/deploy.yaml", "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  containers:\n    - name: web\n      image: metalk8s-2.0.0-dev/example-web:1.0\n")
 	return root, []depsolve.Repo{r}
+}
+
+var projectRoot = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}()
+
+// realVersions is the versions.json of the project's real image lists,
+// for the product version 2.0.0-dev, with no packages; and the image
+// directories (name/version) the ISO holds for them: one per entry of
+// images/images.yaml and one per image built locally.
+func realVersions(t *testing.T) (*salttree.Versions, []string) {
+	t.Helper()
+	file := filepath.Join(projectRoot, "images", "images.yaml")
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := oci.ParseList(file, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := product.ParseVersion("VERSION", []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := salttree.Compute(ver, list, packaging.Resolved{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var onISO []string
+	for _, im := range list {
+		onISO = append(onISO, im.Name+"/"+im.Version)
+	}
+	defs, err := imagebuild.LoadDir(filepath.Join(projectRoot, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(defs) == 0 {
+		t.Fatal("no local image definition under images/")
+	}
+	for _, d := range defs {
+		tag, err := d.ResolveVersion(ver.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		onISO = append(onISO, d.Name+"/"+tag)
+	}
+	return v, onISO
 }
 
 func write(t *testing.T, root, rel, content string) {
@@ -122,16 +170,20 @@ func wantFailure(t *testing.T, r *Report, names ...string) {
 	}
 }
 
-func TestCompleteTreePasses(t *testing.T) {
+// The product is complete: the real Salt tree refers to every image of the
+// real images/images.yaml and to every image built locally, and to
+// nothing else, so the real `go run mage.go iso` passes this check given
+// mirrors that serve those images. No network: the image directories are
+// stand-ins, the check reads only their names.
+func TestRealListsComplete(t *testing.T) {
 	root, ext := tree(t)
 	r := check(t, root, ext)
 	if err := r.Err(); err != nil {
 		t.Fatal(err)
 	}
-	// The pause reference comes from containerd's rendered template, the
-	// nginx one from the example manifest: both were found, not skipped.
-	if r.Images != 2 || r.References < 2 || r.Packages != 5 {
-		t.Fatalf("checked %d images, %d references, %d packages; want 2, at least 2, 5", r.Images, r.References, r.Packages)
+	// Every image of the real lists, and the example's.
+	if _, onISO := realVersions(t); r.Images != len(onISO)+1 || r.References < r.Images || r.Packages != 5 {
+		t.Fatalf("checked %d images, %d references, %d packages; want %d, at least as many, 5", r.Images, r.References, r.Packages, len(onISO)+1)
 	}
 }
 
@@ -169,7 +221,7 @@ func TestUnusedImage(t *testing.T) {
 func TestVersionsJSONIsNoReference(t *testing.T) {
 	root, ext := tree(t)
 	os.Remove(filepath.Join(root, "examples", "deploy.yaml"))
-	wantFailure(t, check(t, root, ext), "unused image: images/nginx/1.0")
+	wantFailure(t, check(t, root, ext), "unused image: images/example-web/1.0")
 }
 
 func TestUninstallablePackage(t *testing.T) {

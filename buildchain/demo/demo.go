@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,10 +26,14 @@ import (
 	"github.com/metalk8s/buildchain/buildchain/completeness"
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/gobin"
 	"github.com/metalk8s/buildchain/buildchain/hostdeps"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
+	"github.com/metalk8s/buildchain/buildchain/rpm/pkglist"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmbuild"
+	"gopkg.in/yaml.v3"
 )
 
 // Options configure a demo run.
@@ -150,7 +153,7 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	}()
 	err = phase("start upstreams", func() error {
 		var err error
-		u, err = StartUpstreams(ctx, updir, opt.Seed, opt.Sizes, opt.Log)
+		u, err = StartUpstreams(ctx, updir, Lists{ImagesFile: cfg.ImagesFile, PackagesFile: cfg.PackagesFile}, opt.Seed, opt.Sizes, opt.Log)
 		res.Upstreams = u
 		return err
 	})
@@ -158,26 +161,35 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		return res, err
 	}
 	lists := filepath.Join(cfg.BuildRoot, "lists")
-	if err := phase("write lists", func() error { return u.WriteLists(lists) }); err != nil {
+	var dropped []string
+	err = phase("write lists", func() error {
+		var err error
+		dropped, err = u.WriteLists(lists, cfg.ProjectRoot)
+		return err
+	})
+	if err != nil {
 		return res, err
 	}
 	cfg.ImagesFile = filepath.Join(lists, "images.yaml")
-	cfg.PackagesFile = filepath.Join(lists, "packages.yaml")
+	cfg.PackagesFile = filepath.Join(lists, "packages", "packages.yaml")
 	cfg.ImageMirrors = u.ImageMirrors()
-	cfg.RepoMirrors = u.RepoMirrors()
+	cfg.RepoMirrors = nil // the lists name the local repositories
 	cfg.RepoSigningKey = u.KeyFile
 	cfg.Steps, cfg.Force = "", ""
-	// The stand-in fixture is no product: its images are referenced by no
-	// state and the Salt states name packages it does not hold. The check
-	// still runs, and its findings are part of the summary.
-	cfg.CompletenessReportOnly = true
+	// The fixture is named like the product, so the completeness check
+	// runs as in a real build (COMPLETENESS as .env sets it, failing by
+	// default) and fails the demo when the ISO root is not a complete
+	// product.
 
 	err = phase("build the ISO", func() error { return opt.Build(ctx, b) })
 	if err != nil && !errors.Is(err, build.ErrNotBuiltYet) {
 		return res, err
 	}
 	res.Missing = err
-	res.MissingParts = missing.parts()
+	res.MissingParts = append(dropped, missing.parts()...)
+	if res.Missing == nil && len(dropped) > 0 {
+		res.Missing = fmt.Errorf("%d part(s) %w", len(dropped), build.ErrNotBuiltYet)
+	}
 	if data, err := os.ReadFile(filepath.Join(cfg.BuildRoot, "completeness.json")); err == nil {
 		var rep completeness.Report
 		if err := json.Unmarshal(data, &rep); err != nil {
@@ -293,7 +305,7 @@ func (r *Result) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nimages on the ISO (%d):\n", len(r.Images))
 	for _, im := range r.Images {
-		fmt.Fprintf(w, "  %-20s %-10s %s %9s\n", im.Name, im.Version, im.Digest, oci.HumanBytes(im.Bytes))
+		fmt.Fprintf(w, "  %-36s %-10s %s %9s\n", im.Name, im.Version, im.Digest, oci.HumanBytes(im.Bytes))
 	}
 	fmt.Fprintf(w, "\nrepositories on the ISO (%d):\n", len(r.Repos))
 	for _, rp := range r.Repos {
@@ -306,7 +318,7 @@ func (r *Result) Print(w io.Writer) {
 		}
 	}
 	if r.Completeness != "" {
-		fmt.Fprintf(w, "\nthe ISO root is not a complete product (COMPLETENESS=report):\n%s\n", r.Completeness)
+		fmt.Fprintf(w, "\nthe ISO root is not a complete product:\n%s\n", r.Completeness)
 	}
 	fmt.Fprintf(w, "\ntimes:\n")
 	for _, s := range r.Steps {
@@ -314,59 +326,141 @@ func (r *Result) Print(w io.Writer) {
 	}
 }
 
-// WriteLists writes images.yaml and packages.yaml under dir, in the
-// formats of images/images.yaml and packages/packages.yaml, pinned to
-// what the upstreams serve, and the spec of one package built here.
-func (u *Upstreams) WriteLists(dir string) error {
+// WriteLists writes images.yaml and packages/packages.yaml under dir, in the
+// formats of images/images.yaml and packages/packages.yaml and derived
+// from the real lists the upstreams were made from: the images with the
+// digests the local registry serves, the repositories with their base
+// URLs and keys on the local nginx and nothing else changed. The local
+// package specs are copied beside packages.yaml, as the list names them
+// relative to itself. A local package that ships a CLI the project does
+// not have yet (cmd/<name>) cannot be built: it is left out of the list,
+// and named in what WriteLists returns, so that the rest of the product
+// is built and checked.
+func (u *Upstreams) WriteLists(dir, projectRoot string) (missing []string, err error) {
 	var b strings.Builder
-	b.WriteString("# Generated by the MetalK8s demo: the images its local registry serves.\n")
+	b.WriteString("# Generated by the MetalK8s demo from " + u.lists.ImagesFile + ":\n# the same images, as its local registry serves them.\n")
 	for _, im := range u.Images {
 		fmt.Fprintf(&b, "- name: %s\n  version: %q\n  source: %s\n  digest: %s\n", im.Name, im.Version, im.Source, im.Digest)
 	}
 	if err := fsutil.WriteFile(filepath.Join(dir, "images.yaml"), []byte(b.String()), 0o644); err != nil {
-		return err
+		return nil, err
 	}
-	b.Reset()
-	key := u.RepoURL + "RPM-GPG-KEY-demo"
-	fmt.Fprintf(&b, `# Generated by the MetalK8s demo: the repositories its local nginx serves.
-# The base URLs are placeholders that REPO_MIRRORS points at 127.0.0.1.
-repositories:
-  - name: demo-base
-    kind: external
-    baseurl: %[1]s
-    gpgkeys: [%[3]s]
-  - name: demo-upstream
-    kind: shipped
-    baseurl: %[2]s
-    gpgkeys: [%[3]s]
-  - name: metalk8s
-    kind: shipped
-sets:
-  - name: demo
-    packages:
-`, placeholderBase, placeholderUpstream, key)
-	var names []string
-	for _, p := range u.Packages {
-		if p.Repo == "upstream" && strings.HasPrefix(p.Name, "demo-app-") {
-			names = append(names, fmt.Sprintf("%s = %s-%s", p.Name, p.Version, p.Release))
+	// The packages directory whole: the local specs and their sources.
+	if err := os.RemoveAll(filepath.Join(dir, "packages")); err != nil {
+		return nil, err
+	}
+	if err := os.CopyFS(filepath.Join(dir, "packages"), os.DirFS(filepath.Dir(u.lists.PackagesFile))); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(u.lists.PackagesFile)
+	if err != nil {
+		return nil, err
+	}
+	list, err := pkglist.Parse(u.lists.PackagesFile, data)
+	if err != nil {
+		return nil, err
+	}
+	clis, err := gobin.Discover(projectRoot)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, c := range clis {
+		have[c] = true
+	}
+	drop := map[string]bool{} // local spec paths and package names
+	for _, lo := range list.Local {
+		spec, err := rpmbuild.Load(filepath.Join(filepath.Dir(list.File), lo.Spec))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range spec.Files {
+			if f.Binary != "" && !have[f.Binary] && !drop[lo.Spec] {
+				drop[lo.Spec], drop[spec.Name] = true, true
+				missing = append(missing, fmt.Sprintf("%s: the local package of %s ships cmd/%s, which is %v: left out of the demo's packages.yaml",
+					spec.Name, lo.Spec, f.Binary, build.ErrNotBuiltYet))
+			}
 		}
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(&b, "      - %s\n", n)
+	out, err := derivePackages(data, u.lists.PackagesFile, u.RepoURL, "RPM-GPG-KEY-demo", drop)
+	if err != nil {
+		return nil, err
 	}
-	b.WriteString("      - demo-hello\nlocal:\n  - spec: demo-hello.yaml\n    repo: metalk8s\n")
-	if err := fsutil.WriteFile(filepath.Join(dir, "packages.yaml"), []byte(b.String()), 0o644); err != nil {
-		return err
+	// Beside its specs: the copy's own is replaced.
+	if err := fsutil.WriteFile(filepath.Join(dir, "packages", "packages.yaml"), out, 0o644); err != nil {
+		return nil, err
 	}
-	spec := "name: demo-hello\nversion: \"1.0\"\nrelease: \"1\"\narch: noarch\nsummary: a package built by the buildchain\ndescription: Built from this spec by buildchain/rpm/rpmbuild, as the project's own RPMs are.\nlicense: Apache-2.0\nfiles:\n  - path: /etc/metalk8s/demo-hello\n    content: hello from the MetalK8s demo\n    mode: \"0644\"\n"
-	return fsutil.WriteFile(filepath.Join(dir, "demo-hello.yaml"), []byte(spec), 0o644)
+	return missing, nil
 }
 
-const (
-	placeholderBase     = "https://demo-base.invalid/el7/x86_64/"
-	placeholderUpstream = "https://demo-upstream.invalid/el7/x86_64/"
-)
+// derivePackages rewrites packages.yaml (data, read from file): each
+// repository with a baseurl gets repoURL/<name>/ and the one key
+// repoURL/key; the local packages and set entries named in drop are
+// removed. Comments and everything else stay as they are.
+func derivePackages(data []byte, file, repoURL, key string, drop map[string]bool) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: not a mapping", file)
+	}
+	get := func(m *yaml.Node, k string) *yaml.Node {
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == k {
+				return m.Content[i+1]
+			}
+		}
+		return nil
+	}
+	str := func(v string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v} }
+	root := doc.Content[0]
+	if repos := get(root, "repositories"); repos != nil {
+		for _, r := range repos.Content {
+			name, base := get(r, "name"), get(r, "baseurl")
+			if name == nil || base == nil {
+				continue
+			}
+			*base = *str(repoURL + name.Value + "/")
+			if keys := get(r, "gpgkeys"); keys != nil {
+				*keys = yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Content: []*yaml.Node{str(repoURL + key)}}
+			}
+		}
+	}
+	if local := get(root, "local"); local != nil {
+		kept := local.Content[:0]
+		for _, lo := range local.Content {
+			if spec := get(lo, "spec"); spec == nil || !drop[spec.Value] {
+				kept = append(kept, lo)
+			}
+		}
+		local.Content = kept
+	}
+	if sets := get(root, "sets"); sets != nil {
+		for _, set := range sets.Content {
+			pkgs := get(set, "packages")
+			if pkgs == nil {
+				continue
+			}
+			kept := pkgs.Content[:0]
+			for _, p := range pkgs.Content {
+				name, _, _ := strings.Cut(p.Value, " ")
+				if !drop[name] {
+					kept = append(kept, p)
+				}
+			}
+			pkgs.Content = kept
+		}
+	}
+	doc.HeadComment = "Generated by the MetalK8s demo from " + file + ": the same\nrepositories and sets, served by its local nginx."
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
 
 // ImageMirrors sends the lists' registries to the local registry.
 func (u *Upstreams) ImageMirrors() map[string]string {
@@ -376,11 +470,6 @@ func (u *Upstreams) ImageMirrors() map[string]string {
 		m[host] = u.RegistryHost
 	}
 	return m
-}
-
-// RepoMirrors sends the lists' repositories to the local nginx.
-func (u *Upstreams) RepoMirrors() map[string]string {
-	return map[string]string{"demo-base": u.RepoURL + "base/", "demo-upstream": u.RepoURL + "upstream/"}
 }
 
 // missingLines passes a build log through and keeps the items of its

@@ -3,71 +3,107 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
+	"github.com/metalk8s/buildchain/buildchain/completeness"
 	"github.com/metalk8s/buildchain/buildchain/config"
 	"github.com/metalk8s/buildchain/buildchain/demo"
 	"github.com/metalk8s/buildchain/buildchain/iso"
+	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
+	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/buildchain/rpm/fetch"
 	"github.com/metalk8s/buildchain/buildchain/rpm/pgp"
+	"github.com/metalk8s/buildchain/buildchain/salttree"
 	"github.com/metalk8s/buildchain/buildchain/targets"
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
-// The demo end to end in a temporary project: the ISO is written through
-// the iso target, its product.txt reads back, every image of the demo
-// list is on it with the digest the upstream served, and the upstream
-// servers are gone afterwards.
+// projectRoot is the repository: the demo is named after its real lists
+// and builds its real Salt tree, examples and local images.
+var projectRoot = func() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}()
+
+var realLists = demo.Lists{
+	ImagesFile:   filepath.Join(projectRoot, "images", "images.yaml"),
+	PackagesFile: filepath.Join(projectRoot, "packages", "packages.yaml"),
+}
+
+// The demo end to end on the real project into a temporary build root:
+// the ISO is written through the iso target with the completeness check
+// failing the build on any problem, its product.txt reads back, every
+// image of the real list is on it with the digest the upstream served,
+// the repositories hold the real package names and versions signed by the
+// key shipped beside them, and the upstream servers are gone afterwards.
 func TestDemoEndToEnd(t *testing.T) {
 	testenv.Short(t, "builds a whole ISO")
 	testenv.Need(t, "docker-registry")
 	if _, err := demo.LookPrograms("nginx"); err != nil {
 		testenv.Need(t, "nginx")
 	}
-	root := t.TempDir()
-	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-demo\n"), 0o644)
 	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
 	t.Setenv("JOBS", "2")
 	t.Setenv("PLATFORMS", "linux/amd64")
-	cfg, err := config.Load(root)
+	cfg, err := config.Load(projectRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
+	buildRoot := filepath.Join(t.TempDir(), "demo")
 	var log bytes.Buffer
+	const rpms = 40 // more than the real names: fillers ship too
 	res, err := demo.Run(context.Background(), demo.Options{
-		Cfg: cfg, BuildRoot: filepath.Join(root, "dist", "demo"), Seed: 1,
-		Sizes: demo.Sizes{Images: 3, LayerBytes: 64 << 10, RPMs: 3, RPMBytes: 8 << 10},
+		Cfg: cfg, BuildRoot: buildRoot, Seed: 1,
+		Sizes: demo.Sizes{Images: 1, LayerBytes: 16 << 10, RPMs: rpms, RPMBytes: 1 << 10},
 		Build: targets.Iso, Log: &log,
 	})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, log.String())
 	}
-	// The Salt tree is not built yet: the iso target says so and the demo
-	// passes it on, with the ISO still written.
-	if res.Missing != nil {
-		if !errors.Is(res.Missing, build.ErrNotBuiltYet) {
-			t.Fatalf("missing: %v", res.Missing)
+	// Until cmd/metalk8s-installer lands, its package is named missing
+	// and the rest of the product is still built and checked.
+	_, statErr := os.Stat(filepath.Join(projectRoot, "cmd", "metalk8s-installer"))
+	var sum bytes.Buffer
+	res.Print(&sum)
+	if statErr != nil {
+		if !errors.Is(res.Missing, build.ErrNotBuiltYet) || len(res.MissingParts) == 0 || !strings.Contains(strings.Join(res.MissingParts, "\n"), "metalk8s-installer") {
+			t.Fatalf("the installer is not built yet, but the demo reports missing %v: %q", res.Missing, res.MissingParts)
 		}
-		if len(res.MissingParts) == 0 {
-			t.Errorf("the iso target reported %v, but the demo names no missing part\n%s", res.Missing, log.String())
-		}
-		var sum bytes.Buffer
-		res.Print(&sum)
-		for _, m := range res.MissingParts {
-			if !strings.Contains(sum.String(), m) {
-				t.Errorf("the summary does not name %q:\n%s", m, sum.String())
-			}
+	} else if res.Missing != nil {
+		t.Fatalf("missing: %v %q", res.Missing, res.MissingParts)
+	}
+	for _, m := range res.MissingParts {
+		if !strings.Contains(sum.String(), m) {
+			t.Errorf("the summary does not name %q:\n%s", m, sum.String())
 		}
 	}
+	// The completeness check ran in its failing mode and found nothing.
+	if res.Completeness != "" {
+		t.Fatalf("completeness: %s", res.Completeness)
+	}
+	var rep completeness.Report
+	data, err := os.ReadFile(filepath.Join(buildRoot, "completeness.json"))
+	if err != nil {
+		t.Fatalf("no completeness report: %v\n%s", err, log.String())
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Images != len(res.Upstreams.Images)+1 || rep.Packages == 0 {
+		t.Fatalf("completeness report: %+v", rep)
+	}
+
 	pids := res.Upstreams.PIDs()
 	if len(pids) != 2 {
 		t.Fatalf("upstream process groups %v, want the registry's and nginx's", pids)
@@ -91,7 +127,11 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(res.Product, "VERSION=2.0.0-demo\n") || !strings.Contains(res.Product, "NAME=MetalK8s\n") {
+	version, err := product.ReadVersion(filepath.Join(projectRoot, "VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.Product, "VERSION="+version.String()+"\n") || !strings.Contains(res.Product, "NAME=MetalK8s\n") {
 		t.Errorf("product.txt read back: %q", res.Product)
 	}
 	onISO, err := demo.ReadImages(context.Background(), im.FS())
@@ -102,10 +142,20 @@ func TestDemoEndToEnd(t *testing.T) {
 	for _, i := range onISO {
 		got[i.Name+":"+i.Version] = i.Digest
 	}
-	if len(res.Upstreams.Images) != 4 {
-		t.Fatalf("%d images pushed, want 3 and the index", len(res.Upstreams.Images))
+	// One image per entry of the real list, under its name and version.
+	listData, _ := os.ReadFile(realLists.ImagesFile)
+	real, err := oci.ParseList(realLists.ImagesFile, listData)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, up := range res.Upstreams.Images {
+	if len(res.Upstreams.Images) != len(real) {
+		t.Fatalf("%d images pushed, the real list has %d", len(res.Upstreams.Images), len(real))
+	}
+	multi := 0
+	for i, up := range res.Upstreams.Images {
+		if up.Name != real[i].Name || up.Version != real[i].Version || up.Source != real[i].Source || up.Digest == real[i].Digest {
+			t.Errorf("pushed %+v for the real %+v", up, real[i])
+		}
 		// Read independently of the demo's own summary, every blob checked.
 		d, err := dirlayout.Read(context.Background(), im.FS(), "images/"+up.Name+"/"+up.Version, dirlayout.Options{VerifyBlobs: true})
 		if err != nil {
@@ -117,24 +167,55 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 		want := up.Digest
 		if up.Platforms != nil { // one platform selected: resolved to it
+			multi++
 			want = up.Platforms["linux/amd64"]
 		}
 		if got[up.Name+":"+up.Version] != want {
 			t.Errorf("image %s:%s on the ISO has digest %q, want %s", up.Name, up.Version, got[up.Name+":"+up.Version], want)
 		}
 	}
+	if multi != 1 {
+		t.Errorf("%d multi-platform images, want 1", multi)
+	}
+	if _, ok := got["metalk8s-utils:"+version.String()]; !ok {
+		t.Errorf("the local image metalk8s-utils is not on the ISO: %v", got)
+	}
+
+	// The shipped repositories of the real packages.yaml; the external
+	// ones only satisfied dependencies.
 	repos := map[string]int{}
 	for _, r := range res.Repos {
 		repos[r.Name] = r.Packages
 	}
-	// demo-app-1, demo-app-2, demo-lib (the closure, from upstream), not
-	// demo-runtime (external), and demo-hello built here.
-	if repos["demo-upstream"] != 3 || repos["metalk8s"] != 1 || repos["demo-base"] != 0 {
+	if repos["kubernetes"] != 4 || repos["saltstack"] != 2 || repos["epel"] < rpms-30 || repos["metalk8s"] < 1 || len(repos) != 4 {
 		t.Errorf("repositories on the ISO: %v", res.Repos)
+	}
+	// versions.json holds the real versions, the epoch of container-selinux
+	// included.
+	var v salttree.Versions
+	vdata, err := fs.ReadFile(im.FS(), "salt/metalk8s/versions.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(vdata, &v); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"kubelet": "1.12.10-0", "containerd": "1.2.4-1.el7", "container-selinux": "2:2.99-1.el7_6", "salt-minion": "2018.3.4-1.el7", "cri-tools": "1.13.0-0"} {
+		p := v.Packages[name]
+		evr := p.Version + "-" + p.Release
+		if p.Epoch != "" {
+			evr = p.Epoch + ":" + evr
+		}
+		if evr != want {
+			t.Errorf("versions.json: %s is %q, want %s", name, evr, want)
+		}
+	}
+	if _, err := fs.Stat(im.FS(), "examples/control-plane.yaml"); err != nil {
+		t.Errorf("examples: %v", err)
 	}
 	// The upstream's packages on the ISO carry signatures by the key the
 	// ISO ships beside them.
-	keyData, err := fs.ReadFile(im.FS(), "packages/redhat/RPM-GPG-KEY-metalk8s-demo-upstream_1")
+	keyData, err := fs.ReadFile(im.FS(), "packages/redhat/RPM-GPG-KEY-metalk8s-kubernetes_1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,16 +223,16 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err := ring.ReadKeys("demo key", keyData); err != nil {
 		t.Fatal(err)
 	}
-	rpms, _ := filepath.Glob(filepath.Join(root, "dist", "demo", "root", "packages", "redhat", "demo-upstream", "*.rpm"))
-	if len(rpms) != 3 {
-		t.Fatalf("demo-upstream: %v", rpms)
+	rpmFiles, _ := filepath.Glob(filepath.Join(buildRoot, "root", "packages", "redhat", "kubernetes", "*.rpm"))
+	if len(rpmFiles) != 4 {
+		t.Fatalf("kubernetes: %v", rpmFiles)
 	}
-	for _, p := range rpms {
+	for _, p := range rpmFiles {
 		if _, err := fetch.VerifyRPM(p, ring, time.Now()); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(root, "dist", "demo", "build-report.json")); err != nil {
+	if _, err := os.Stat(filepath.Join(buildRoot, "build-report.json")); err != nil {
 		t.Errorf("no build report: %v", err)
 	}
 }
@@ -163,7 +244,7 @@ func TestUpstreamsStop(t *testing.T) {
 		testenv.Need(t, "nginx")
 	}
 	dir := filepath.Join(t.TempDir(), "up")
-	u, err := demo.StartUpstreams(context.Background(), dir, 2, demo.Sizes{Images: 1, LayerBytes: 1024, RPMs: 2, RPMBytes: 128}, &bytes.Buffer{})
+	u, err := demo.StartUpstreams(context.Background(), dir, realLists, 2, demo.Sizes{Images: 1, LayerBytes: 1024, RPMs: 2, RPMBytes: 128}, &bytes.Buffer{})
 	if err != nil {
 		u.Stop()
 		t.Fatal(err)
@@ -200,6 +281,7 @@ func TestDemoStopsOnFailure(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg.ImagesFile, cfg.PackagesFile = realLists.ImagesFile, realLists.PackagesFile
 		ctx, cancel := context.WithCancel(context.Background())
 		boom := errors.New("boom")
 		var alive []int
@@ -207,8 +289,9 @@ func TestDemoStopsOnFailure(t *testing.T) {
 			Cfg: cfg, BuildRoot: filepath.Join(root, "dist", "demo"), Seed: 3,
 			Sizes: demo.Sizes{Images: 1, LayerBytes: 1024, RPMs: 2, RPMBytes: 128},
 			Build: func(ctx context.Context, b *build.Session) error {
-				if b.Cfg.ImageMirrors["docker.io"] == "" || b.Cfg.RepoMirrors["demo-upstream"] == "" {
-					t.Errorf("the build runs without the demo's mirrors: %v %v", b.Cfg.ImageMirrors, b.Cfg.RepoMirrors)
+				pkgs, _ := os.ReadFile(b.Cfg.PackagesFile)
+				if b.Cfg.ImageMirrors["k8s.gcr.io"] == "" || !strings.Contains(string(pkgs), "baseurl: http://127.0.0.1:") {
+					t.Errorf("the build runs without the demo's upstreams: %v\n%s", b.Cfg.ImageMirrors, pkgs)
 				}
 				if !interrupt {
 					return boom
@@ -254,7 +337,7 @@ func TestFixtureDeterministic(t *testing.T) {
 	sizes := demo.Sizes{Images: 2, LayerBytes: 2048, RPMs: 2, RPMBytes: 256}
 	digests := func(seed uint64) ([]string, []byte) {
 		dir := filepath.Join(t.TempDir(), "up")
-		u, err := demo.StartUpstreams(context.Background(), dir, seed, sizes, &bytes.Buffer{})
+		u, err := demo.StartUpstreams(context.Background(), dir, realLists, seed, sizes, &bytes.Buffer{})
 		defer u.Stop()
 		if err != nil {
 			t.Fatal(err)
@@ -267,7 +350,7 @@ func TestFixtureDeterministic(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		md, err := os.ReadFile(filepath.Join(dir, "repos", "upstream", "repodata", "repomd.xml"))
+		md, err := os.ReadFile(filepath.Join(dir, "repos", "kubernetes", "repodata", "repomd.xml"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/rpm/pkglist"
 )
 
 // Upstreams are the local stand-ins for the upstream registries and yum
@@ -24,28 +26,43 @@ import (
 type Upstreams struct {
 	Dir          string
 	RegistryHost string // 127.0.0.1:PORT
-	RepoURL      string // http://127.0.0.1:PORT/, serving base/ and upstream/
+	RepoURL      string // http://127.0.0.1:PORT/, serving a directory per repository
 	KeyFile      string // the armored private key that signed the repos
 	Images       []Image
 	Packages     []Package
 
+	lists Lists
 	mu    sync.Mutex
 	procs []*daemon // running
 	pids  []int     // every server ever started
 }
 
-// StartUpstreams generates the fixture from seed under dir and serves it.
-// The caller must call Stop, also when StartUpstreams fails.
-func StartUpstreams(ctx context.Context, dir string, seed uint64, s Sizes, log io.Writer) (*Upstreams, error) {
-	u := &Upstreams{Dir: dir}
+// StartUpstreams generates the fixture from seed under dir, named after
+// the real lists, and serves it. The caller must call Stop, also when
+// StartUpstreams fails.
+func StartUpstreams(ctx context.Context, dir string, lists Lists, seed uint64, s Sizes, log io.Writer) (*Upstreams, error) {
+	u := &Upstreams{Dir: dir, lists: lists}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return u, err
+	}
+	data, err := os.ReadFile(lists.ImagesFile)
+	if err != nil {
+		return u, err
+	}
+	imageList, err := oci.ParseList(lists.ImagesFile, data)
+	if err != nil {
+		return u, err
+	}
+	pkgs, err := pkglist.Load(lists.PackagesFile)
+	if err != nil {
 		return u, err
 	}
 	bins, err := LookPrograms("docker-registry", "nginx")
 	if err != nil {
 		return u, err
 	}
-	regPort, err := freePort()
+	var regPort int
+	regPort, err = freePort()
 	if err != nil {
 		return u, err
 	}
@@ -59,9 +76,23 @@ func StartUpstreams(ctx context.Context, dir string, seed uint64, s Sizes, log i
 	if err := u.start(ctx, exec.Command(bins[0], "serve", regConf), "http://"+u.RegistryHost+"/v2/"); err != nil {
 		return u, err
 	}
-	if u.Images, err = pushImages(ctx, u.RegistryHost, seed, s); err != nil {
-		return u, err
+	// The images are pushed while the repositories are built.
+	pushed := make(chan error, 1)
+	go func() {
+		var err error
+		u.Images, err = pushImages(ctx, u.RegistryHost, imageList, seed, s)
+		pushed <- err
+	}()
+	waitPushed := func() error {
+		if pushed == nil {
+			return nil
+		}
+		err := <-pushed
+		pushed = nil
+		return err
 	}
+	// Stop must not race the pushes: every return below waits for them.
+	defer waitPushed()
 
 	repos := filepath.Join(dir, "repos")
 	u.KeyFile = filepath.Join(dir, "signing-key.asc")
@@ -76,7 +107,7 @@ func StartUpstreams(ctx context.Context, dir string, seed uint64, s Sizes, log i
 	if err := fsutil.WriteFile(filepath.Join(repos, "RPM-GPG-KEY-demo"), pub, 0o644); err != nil {
 		return u, err
 	}
-	if u.Packages, err = buildRepos(ctx, repos, seed, s, signer); err != nil {
+	if u.Packages, err = buildRepos(ctx, repos, pkgs, seed, s, signer); err != nil {
 		return u, err
 	}
 	webPort, err := freePort()
@@ -93,6 +124,9 @@ func StartUpstreams(ctx context.Context, dir string, seed uint64, s Sizes, log i
 		return u, err
 	}
 	if err := u.start(ctx, exec.Command(bins[1], "-p", prefix, "-c", nginxConf), u.RepoURL+"RPM-GPG-KEY-demo"); err != nil {
+		return u, err
+	}
+	if err := waitPushed(); err != nil {
 		return u, err
 	}
 	fmt.Fprintf(log, "demo: upstream registry %s (%d images), yum repositories %s (%d packages)\n", u.RegistryHost, len(u.Images), u.RepoURL, len(u.Packages))

@@ -5,7 +5,9 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -255,6 +257,9 @@ func CheckRender(ctx context.Context, python, saltRoot string, grains map[string
 				bad("%s", r.Error)
 				continue
 			}
+			if strings.HasSuffix(r.Path, ".yaml.j2") {
+				checkManifest(r.Path, r.Text, bad)
+			}
 			texts = append(texts, r)
 		}
 		checkImages(texts, &v, bad)
@@ -495,6 +500,35 @@ func checkImages(texts []renderResult, v *Versions, bad func(string, ...any)) {
 			if !known[ref] {
 				bad("%s: image %s is not in versions.json", t.Path, ref)
 			}
+		}
+	}
+}
+
+// checkManifest requires a rendered *.yaml.j2 to be YAML whose every
+// document is a Kubernetes object (apiVersion and kind; a configuration
+// file such as the kubelet's has no metadata): the kubelet and kubectl
+// read these files, and an empty or broken document would only show on a
+// node.
+func checkManifest(path, text string, bad func(string, ...any)) {
+	dec := yaml.NewDecoder(strings.NewReader(text))
+	for i := 1; ; i++ {
+		var d map[string]any
+		err := dec.Decode(&d)
+		if errors.Is(err, io.EOF) {
+			if i == 1 {
+				bad("%s: rendered manifest is empty", path)
+			}
+			return
+		}
+		if err != nil {
+			bad("%s: rendered document %d is not YAML: %v", path, i, err)
+			return
+		}
+		if s, _ := d["apiVersion"].(string); s == "" {
+			bad("%s: rendered document %d has no apiVersion", path, i)
+		}
+		if s, _ := d["kind"].(string); s == "" {
+			bad("%s: rendered document %d has no kind", path, i)
 		}
 	}
 }

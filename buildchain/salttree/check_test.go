@@ -84,6 +84,11 @@ func TestCheckFindsProblems(t *testing.T) {
 		{"metalk8s/container-engine/containerd/files/config.toml.j2", `endpoint = ["{{ registry_endpoint }}"]`, `endpoint = [{{ registry_endpoint }}]`, "config.toml.j2"},
 		{"metalk8s/archives/init.sls", "    - fstype: iso9660", "  - fstype: iso9660", "not YAML"},
 		{"metalk8s/orchestrate/solutions.sls", "salt['pillar.get']", "salt['cmd.run']", "not one of the stand-in's functions"},
+		{"metalk8s/kubernetes/apiserver/files/manifest.yaml.j2", "image: {{ image('kube-apiserver') }}", "image: k8s.gcr.io/kube-apiserver:v1.12.9", "k8s.gcr.io/kube-apiserver:v1.12.9 is not in versions.json"},
+		{"metalk8s/kubernetes/apiserver/files/manifest.yaml.j2", "image('kube-apiserver')", "image('kube-apiserver-amd64')", "kube-apiserver-amd64"},
+		{"metalk8s/addons/coredns/files/coredns.yaml.j2", "kind: ConfigMap", "kindd: ConfigMap", "coredns.yaml.j2: rendered document 2 has no kind"},
+		{"metalk8s/addons/calico/files/calico.yaml.j2", "  name: calico-node\n  namespace", "  name: [calico-node\n  namespace", "calico.yaml.j2: rendered document 1 is not YAML"},
+		{"metalk8s/roles/master/init.sls", "metalk8s.kubernetes.scheduler", "metalk8s.kubernetes.schedulr", "includes metalk8s.kubernetes.schedulr, which is not in the tree"},
 	}
 	for _, c := range cases {
 		t.Run(c.want, func(t *testing.T) {

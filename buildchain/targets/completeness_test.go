@@ -13,15 +13,31 @@ import (
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
-// saltProject gives a test project the real Salt tree and what it needs to
-// be complete: local packages named as the states install them, a pause
-// image (library/beta under that name) for containerd's sandbox, and one
-// more state that refers to alpha, the image the tests pull.
+// saltProject gives a test project the real Salt tree's node states and
+// what they need to be complete: local packages named as the states
+// install them, a pause image (library/beta under that name) for
+// containerd's sandbox, and one more state that refers to alpha, the image
+// the tests pull. The role states that deploy the product's workloads
+// refer to every image of the real images.yaml, which these tests do not
+// pull (buildchain/completeness checks them against the real lists): they
+// are left out, and the roles top.sls names are empty.
 func saltProject(t *testing.T, u *upstream, root string) (imagesFile string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
-	if err := os.CopyFS(filepath.Join(root, "salt"), os.DirFS(filepath.Join(filepath.Dir(file), "..", "..", "salt"))); err != nil {
+	salt := filepath.Join(root, "salt")
+	if err := os.CopyFS(salt, os.DirFS(filepath.Join(filepath.Dir(file), "..", "..", "salt"))); err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range []string{"roles", "addons", "utils", "repo/deployed.sls", "repo/files/repositories.yaml.j2",
+		"kubernetes/etcd", "kubernetes/apiserver", "kubernetes/controller-manager", "kubernetes/scheduler"} {
+		if err := os.RemoveAll(filepath.Join(salt, "metalk8s", filepath.FromSlash(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, role := range []string{"bootstrap", "master", "etcd"} {
+		dir := filepath.Join(salt, "metalk8s", "roles", role)
+		os.MkdirAll(dir, 0o755)
+		writeFile(t, filepath.Join(dir, "init.sls"), "Role "+role+":\n  test.nop: []\n")
 	}
 	writeFile(t, filepath.Join(root, "salt", "metalk8s", "fixture.sls"),
 		"{%- from 'metalk8s/map.jinja' import versions with context %}\n"+

@@ -64,6 +64,9 @@ func PopulateIso(ctx context.Context, b *build.Session) error {
 	if err := registryConfig(ctx, b); err != nil {
 		return err
 	}
+	if err := examples(ctx, b); err != nil {
+		return err
+	}
 	if err := installerWrappers(ctx, b); err != nil {
 		if !errors.Is(err, build.ErrNotBuiltYet) {
 			return err

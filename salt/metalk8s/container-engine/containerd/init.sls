@@ -34,6 +34,7 @@ Configure containerd:
     - makedirs: true
     - context:
         registry_endpoint: http://{{ registry.host }}:{{ registry.port }}
+        bootstrap_registry: {{ registry.host }}:{{ registry.port }}
         sandbox_image: {{ versions.images.pause.source }}:{{ versions.images.pause.version }}
         upstream_hosts:
 {%- for host in versions.registries %}

@@ -1,4 +1,5 @@
-{#- The pinned kubelet, kubectl and cri-tools. #}
+{#- The pinned kubelet, kubectl and cri-tools; the kubelet on containerd,
+    running the static Pods of /etc/kubernetes/manifests. #}
 {%- from 'metalk8s/map.jinja' import versions, pkg_version with context %}
 
 include:
@@ -25,9 +26,34 @@ Configure crictl:
     - require:
       - pkg: Install cri-tools
 
+Configure the kubelet:
+  file.managed:
+    - name: /var/lib/kubelet/config.yaml
+    - source: salt://metalk8s/kubernetes/kubelet/files/kubelet-config.yaml.j2
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - makedirs: true
+    - require:
+      - pkg: Install kubelet
+
+Run the kubelet on containerd:
+  file.managed:
+    - name: /etc/sysconfig/kubelet
+    - contents: |
+        KUBELET_EXTRA_ARGS=--container-runtime=remote --container-runtime-endpoint=unix:///run/containerd/containerd.sock
+    - mode: '0644'
+    - require:
+      - pkg: Install kubelet
+
 Enable kubelet:
-  service.enabled:
+  service.running:
     - name: kubelet
+    - enable: true
     - require:
       - pkg: Install kubelet
       - service: Start and enable containerd
+    - watch:
+      - file: Configure the kubelet
+      - file: Run the kubelet on containerd
