@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/metalk8s/buildchain/buildchain/gobin"
+	"github.com/metalk8s/buildchain/internal/testenv"
+)
+
+// Issue 12 test 2, for a MetalK8s archive: Debian's kernel under qemu,
+// the ISO as a CD-ROM, the static installer as the ISO ships it: it
+// verifies the CD-ROM, mounts it through the kernel's iso9660 driver,
+// persists the mount and starts nginx (workers nobody); on the host,
+// through qemu's forwarding bound to 127.0.0.1, skopeo pulls the image by
+// digest. Removing the archive in the guest makes it answer 404.
+func TestKernelEndToEnd(t *testing.T) {
+	testenv.Short(t, "boots a kernel under qemu")
+	skopeo := testenv.Need(t, "skopeo")[0]
+	nginx := testenv.Need(t, "nginx")[0]
+	k := testenv.NeedKernel(t)
+	bin := filepath.Join(t.TempDir(), "metalk8s-installer")
+	if err := gobin.CompilePackage(context.Background(), gobin.Options{ProjectRoot: "../..", GOOS: "linux", GOARCH: "amd64"}, "./cmd/metalk8s-installer", bin); err != nil {
+		t.Fatal(err)
+	}
+	isoPath, image, digest := metalk8sISO(t)
+	vm := k.Boot(t, testenv.Guest{
+		ISOs:     []string{isoPath},
+		Programs: []string{nginx},
+		Files:    map[string]string{"/usr/bin/metalk8s-installer": bin, "/etc/nginx/mime.types": "/etc/nginx/mime.types"},
+		// The service listens on the guest's address, where qemu forwards.
+		Init: `set -e
+metalk8s-installer --listen 0.0.0.0:8080 --mount-method kernel archive add /dev/cdrom0
+grep -q ' /srv/scality/metalk8s-2.0.0 iso9660 ' /proc/mounts
+echo SERVING
+`,
+		Forward: []int{8080},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := vm.WaitFor(ctx, "SERVING"); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(vm.Output(), "added     mount /srv/scality/metalk8s-2.0.0 (kernel") || !strings.Contains(vm.Output(), "nginx started") {
+		t.Errorf("the installer's report in the guest:\n%s", vm.Output())
+	}
+	dst := t.TempDir()
+	if o, err := exec.Command(skopeo, "copy", "--src-tls-verify=false", "docker://"+vm.Addr(8080)+"/"+image+"@"+digest, "dir:"+dst).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy from the guest: %v\n%s\n%s", err, o, vm.Logs())
+	}
+	// --listen is not stored: each run says it (or bootstrap.yaml does).
+	const flags = "--listen 0.0.0.0:8080 --mount-method kernel"
+	out, status, err := vm.Exec(ctx, "metalk8s-installer "+flags+" archive add /dev/cdrom0")
+	if err != nil || status != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("add again in the guest: %d %v\n%s", status, err, out)
+	}
+	out, status, err = vm.Exec(ctx, "metalk8s-installer "+flags+" archive remove /dev/cdrom0 && ! grep -q /srv/scality/metalk8s-2.0.0 /proc/mounts")
+	if err != nil || status != 0 || !strings.Contains(out, "removed   mount /srv/scality/metalk8s-2.0.0") {
+		t.Fatalf("remove in the guest: %d %v\n%s", status, err, out)
+	}
+	url := "http://" + vm.Addr(8080) + "/v2/" + image + "/manifests/" + digest
+	code := 0
+	// nginx reloads asynchronously: a bounded wait, not a timed assertion.
+	for i := 0; i < 300 && code != http.StatusNotFound; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			code = resp.StatusCode
+		}
+		if code != http.StatusNotFound {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if code != http.StatusNotFound {
+		t.Fatalf("GET %s after remove: %d, want 404", url, code)
+	}
+	if err := vm.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
