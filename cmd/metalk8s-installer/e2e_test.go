@@ -17,6 +17,8 @@ import (
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/rpm/repogen"
+	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/salttree"
 	"github.com/metalk8s/buildchain/buildchain/solution"
 	"github.com/metalk8s/buildchain/installer"
@@ -30,7 +32,8 @@ import (
 
 // metalk8sISO writes a small MetalK8s ISO as the buildchain lays one out:
 // product.txt, one image in the skopeo dir: layout with its upstream
-// name in versions.json, the registry template with the shared
+// name in versions.json, a yum repository of signed RPMs (rpmbuild,
+// rpmsign, repogen) with its key, the registry template with the shared
 // constants, written by the project's ISO writer (with its SHA256SUM).
 func metalk8sISO(t *testing.T) (isoPath, image, digest string) {
 	t.Helper()
@@ -52,6 +55,20 @@ func metalk8sISO(t *testing.T) (isoPath, image, digest string) {
 		Images:     map[string]salttree.Image{"coredns": {Name: "coredns", Version: "1.3.1", Digest: res.Image.Digest, Source: "k8s.mirror.invalid/coredns"}},
 		Registries: []string{}}
 	vers.MetalK8s.Version = "2.0.0"
+	{
+		const repo = "metalk8s-epel"
+		key := rpmtest.GPGKey(t, "icli-repo", "rsa2048")
+		signed := rpmtest.Sign(t, key, rpmtest.BuildRPMs(t, rpmtest.Standard()...), false)
+		repoDir := filepath.Join(dir, "packages/redhat", repo)
+		rpmtest.Copy(t, signed, repoDir)
+		epoch := time.Unix(rpmtest.Epoch, 0)
+		if _, err := repogen.Generate(context.Background(), repoDir, repogen.Options{Epoch: &epoch}); err != nil {
+			t.Fatal(err)
+		}
+		keyName := "RPM-GPG-KEY-metalk8s-" + repo + "_1"
+		os.WriteFile(filepath.Join(dir, "packages/redhat", keyName), key.Public, 0o644)
+		vers.Repositories[repo] = salttree.Repository{GPGKeys: []string{keyName}}
+	}
 	data, _ := json.MarshalIndent(vers, "", "  ")
 	os.MkdirAll(filepath.Join(dir, "salt", "metalk8s"), 0o755)
 	os.WriteFile(filepath.Join(dir, serve.VersionsFile), data, 0o644)
@@ -126,6 +143,17 @@ func TestHostEndToEnd(t *testing.T) {
 	}
 	if o, _ := exec.Command(ctr, "--address", addr, "--namespace", "e2e", "images", "list", "name=="+upstream).CombinedOutput(); !strings.Contains(string(o), digest) {
 		t.Errorf("ctr images list %s:\n%s", upstream, o)
+	}
+	// dnf installs from the generated .repo file, gpgcheck on, the key
+	// fetched from the served tree.
+	tools := testenv.Need(t, "dnf", "rpm")
+	installRoot, dnfCache := t.TempDir(), t.TempDir()
+	if o, err := exec.Command(tools[0], "-y", "--installroot", installRoot, "--releasever", "7", "--setopt=reposdir="+filepath.Join(root, "etc/yum.repos.d"),
+		"--setopt=cachedir="+dnfCache, "--setopt=install_weak_deps=False", "--setopt=gpgcheck=1", "install", "alpha").CombinedOutput(); err != nil {
+		t.Fatalf("dnf install from the installer's repository: %v\n%s", err, o)
+	}
+	if q, _ := exec.Command(tools[1], "--root", installRoot, "-q", "alpha").CombinedOutput(); strings.Contains(string(q), "not installed") {
+		t.Fatalf("rpm -q alpha: %s", q)
 	}
 	ps, _ := exec.Command("ps", "-o", "user=", "-C", "nginx").Output()
 	if !strings.Contains(string(ps), "nobody") {
