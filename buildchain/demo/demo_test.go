@@ -187,7 +187,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	for _, r := range res.Repos {
 		repos[r.Name] = r.Packages
 	}
-	if repos["kubernetes"] != 4 || repos["saltstack"] != 2 || repos["epel"] < rpms-30 || repos["metalk8s"] < 1 || len(repos) != 4 {
+	if repos["kubernetes"] != 4 || repos["saltstack"] != 2 || repos["epel"] < rpms-30 || repos["metalk8s"] < 1 || repos["extras"] < 3 || len(repos) != 5 {
 		t.Errorf("repositories on the ISO: %v", res.Repos)
 	}
 	// versions.json holds the real versions, the epoch of container-selinux

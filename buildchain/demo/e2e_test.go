@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -40,14 +39,34 @@ import (
 // e2eSizes keep the shared ISO small: a few hundred KiB, built in seconds.
 var e2eSizes = demo.Sizes{Images: 3, LayerBytes: 32 << 10, RPMs: 3, RPMBytes: 4 << 10}
 
-// e2eProject is a project checkout as `go run mage.go demo` sees it: a
-// VERSION and this repository's Salt tree, whatever it holds today.
+// e2eProject is a copy of this repository as `go run mage.go demo` sees
+// it, whatever it holds today: the lists, the Salt tree, the examples and
+// the sources of the CLIs the ISO ships, which the build compiles. It is a
+// copy so that a test may edit it; only the VERSION is the test's own.
 func e2eProject(t testing.TB) string {
 	t.Helper()
 	root := t.TempDir()
-	_, file, _, _ := runtime.Caller(0)
-	if err := os.CopyFS(filepath.Join(root, "salt"), os.DirFS(filepath.Join(filepath.Dir(file), "..", "..", "salt"))); err != nil {
+	entries, err := os.ReadDir(projectRoot)
+	if err != nil {
 		t.Fatal(err)
+	}
+	for _, e := range entries {
+		switch e.Name() {
+		case ".git", "dist", "bench", "docs", "vagrant", ".env":
+			continue
+		}
+		src, dst := filepath.Join(projectRoot, e.Name()), filepath.Join(root, e.Name())
+		if e.IsDir() {
+			err = os.CopyFS(dst, os.DirFS(src))
+		} else if e.Type().IsRegular() {
+			var data []byte
+			if data, err = os.ReadFile(src); err == nil {
+				err = os.WriteFile(dst, data, 0o644)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-e2e\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -288,9 +288,9 @@ var fixturePackages = map[string]fixturePackage{
 	"cri-tools":      {"kubernetes", "x86_64", "", nil},
 	// container-runtime set
 	"containerd":        {"epel", "x86_64", "", []string{"container-selinux >= 2:2.74", "runc", "libseccomp"}},
-	"container-selinux": {"epel", "noarch", "", []string{"selinux-policy-targeted"}},
-	"runc":              {"epel", "x86_64", "1.0.0-65.rc8.el7", []string{"libseccomp"}},
-	"skopeo":            {"epel", "x86_64", "0.1.37-1.el7", nil},
+	"container-selinux": {"extras", "noarch", "", []string{"selinux-policy-targeted"}},
+	"runc":              {"extras", "x86_64", "1.0.0-65.rc8.el7", []string{"libseccomp"}},
+	"skopeo":            {"extras", "x86_64", "0.1.37-1.el7", nil},
 	// salt set
 	"salt-minion":        {"saltstack", "noarch", "", []string{"salt = 2018.3.4-1.el7"}},
 	"salt":               {"saltstack", "noarch", "2018.3.4-1.el7", []string{"python", "m2crypto"}},
@@ -350,10 +350,6 @@ func buildRepos(ctx context.Context, dir string, list *pkglist.List, seed uint64
 				return fmt.Errorf("%s: epoch of %q: %w", name, evr, err)
 			}
 			spec.Epoch, evr = uint32(n), rest
-			// rpmpack's own "name = version-release" leaves the epoch out,
-			// where rpm writes it: without it, "container-selinux >=
-			// 2:2.74" would not find 2:2.99.
-			spec.Provides = append(spec.Provides, name+" = "+e+":"+rest)
 		}
 		var found bool
 		if spec.Version, spec.Release, found = strings.Cut(evr, "-"); !found {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/metalk8s/buildchain/buildchain/fsutil"
 	"github.com/metalk8s/buildchain/buildchain/oci"
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -31,7 +32,12 @@ type Options struct {
 	SaltDir      string // the project's salt/ tree
 	ImagesFile   string // images.yaml
 	ResolvedFile string // packaging's resolved.json: the shipped NEVRAs
-	Version      product.Version
+	// ImagesDir is the ISO root's images/, already written: versions.json
+	// records the digest each image is served by, which is not the pinned
+	// one when a single-platform build resolved an index to its platform's
+	// manifest. Empty (or an image not there) keeps the pinned digest.
+	ImagesDir string
+	Version   product.Version
 	// RepodataSigned is set when the shipped repodata is signed
 	// (REPO_SIGNING_KEY): the states then turn repo_gpgcheck on with the
 	// key packaging publishes beside the repositories.
@@ -68,8 +74,13 @@ type Package struct {
 type Image struct {
 	Name    string `json:"name"`
 	Version string `json:"version"`
-	Digest  string `json:"digest"`
-	Source  string `json:"source"`
+	// Digest is what the ISO's registry serves the image by, and so what a
+	// reference by digest must name.
+	Digest string `json:"digest"`
+	Source string `json:"source"`
+	// SourceDigest is the digest images.yaml pins upstream, when the ISO
+	// serves another one (an index resolved to one platform's manifest).
+	SourceDigest string `json:"source_digest,omitempty"`
 }
 
 // Repository is one shipped repository: its key files, as packaging names
@@ -161,18 +172,28 @@ func Build(ctx context.Context, opts Options) error {
 	}
 	saltOut := filepath.Join(opts.RootDir, "salt")
 	pillarOut := filepath.Join(opts.RootDir, "pillar")
+	served, err := ServedDigests(ctx, opts.ImagesDir, opts.ImagesFile)
+	if err != nil {
+		return err
+	}
+	var servedKeys []string
+	for k, d := range served {
+		servedKeys = append(servedKeys, k+"@"+d)
+	}
+	sort.Strings(servedKeys)
 	return opts.Engine.Run(ctx, step.Step{
 		Name: StepName,
 		Inputs: []step.Input{
 			step.Tree(opts.SaltDir),
 			step.File(opts.ImagesFile),
 			step.File(opts.ResolvedFile),
+			step.Value("served-digests", strings.Join(servedKeys, ",")),
 			step.Value("version", opts.Version.String()),
 			step.Value("repodata-signed", strconv.FormatBool(opts.RepodataSigned)),
 		},
 		Outputs: []string{saltOut, pillarOut},
 		Run: func(ctx context.Context) error {
-			v, err := load(opts)
+			v, err := load(opts, served)
 			if err != nil {
 				return err
 			}
@@ -181,16 +202,50 @@ func Build(ctx context.Context, opts Options) error {
 	})
 }
 
-func load(opts Options) (*Versions, error) {
-	data, err := os.ReadFile(opts.ImagesFile)
+// ServedDigests reads, for each image of the list at imagesFile that is in
+// imagesDir (the ISO root's images/), the digest its directory serves it
+// by (its top manifest or index), keyed by name:version. A missing
+// imagesDir gives none.
+func ServedDigests(ctx context.Context, imagesDir, imagesFile string) (map[string]string, error) {
+	out := map[string]string{}
+	if imagesDir == "" {
+		return out, nil
+	}
+	images, err := readList(imagesFile)
 	if err != nil {
 		return nil, err
 	}
-	images, err := oci.ParseList(opts.ImagesFile, data)
+	fsys := os.DirFS(imagesDir)
+	for _, im := range images {
+		dir := im.Name + "/" + im.Version
+		if _, err := fs.Stat(fsys, dir); err != nil {
+			continue
+		}
+		d, err := dirlayout.Read(ctx, fsys, dir, dirlayout.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("saltTree: images/%s: %w", dir, err)
+		}
+		if len(d.Manifests) > 0 {
+			out[im.Name+":"+im.Version] = d.Manifests[0].Digest
+		}
+	}
+	return out, nil
+}
+
+func readList(imagesFile string) ([]oci.Image, error) {
+	data, err := os.ReadFile(imagesFile)
 	if err != nil {
 		return nil, err
 	}
-	data, err = os.ReadFile(opts.ResolvedFile)
+	return oci.ParseList(imagesFile, data)
+}
+
+func load(opts Options, served map[string]string) (*Versions, error) {
+	images, err := readList(opts.ImagesFile)
+	if err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(opts.ResolvedFile)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +253,17 @@ func load(opts Options) (*Versions, error) {
 	if err := json.Unmarshal(data, &res); err != nil {
 		return nil, fmt.Errorf("%s: %w", opts.ResolvedFile, err)
 	}
-	return Compute(opts.Version, images, res, opts.RepodataSigned)
+	v, err := Compute(opts.Version, images, res, opts.RepodataSigned)
+	if err != nil {
+		return nil, err
+	}
+	for name, im := range v.Images {
+		if d := served[im.Name+":"+im.Version]; d != "" && d != im.Digest {
+			im.SourceDigest, im.Digest = im.Digest, d
+			v.Images[name] = im
+		}
+	}
+	return v, nil
 }
 
 // Write publishes the salt tree src with the generated files at saltOut,

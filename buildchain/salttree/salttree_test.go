@@ -3,7 +3,9 @@ package salttree
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
 	"github.com/metalk8s/buildchain/buildchain/product"
 	"github.com/metalk8s/buildchain/buildchain/rpm/packaging"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -114,7 +117,7 @@ func TestBuild(t *testing.T) {
 
 	// Deterministic: a second tree from the same inputs is byte-identical.
 	again := filepath.Join(dir, "again")
-	vv, err := load(opts)
+	vv, err := load(opts, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,5 +170,47 @@ func TestBuildRefuses(t *testing.T) {
 	os.WriteFile(opts.ResolvedFile, []byte(`{"repos":[{"name":"a","packages":[{"nevra":"x-1-1.noarch"}]},{"name":"b","packages":[{"nevra":"x-2-1.noarch"}]}]}`), 0o644)
 	if err := Build(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "x shipped twice") {
 		t.Fatalf("a package in two repositories: %v", err)
+	}
+}
+
+// A single-platform build serves an index's platform manifest: the digest
+// versions.json records, and states pull by, is the served one, with the
+// pinned upstream digest kept beside it.
+func TestServedDigest(t *testing.T) {
+	dir := t.TempDir()
+	opts := fixture(t, dir)
+	list, err := readList(opts.ImagesFile)
+	if err != nil || len(list) == 0 {
+		t.Fatalf("images list: %v", err)
+	}
+	im := list[0]
+	imdir := filepath.Join(dir, "root", "images", im.Name, im.Version)
+	os.MkdirAll(imdir, 0o755)
+	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	cd := sha256.Sum256(config)
+	manifest := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":%d,"digest":"sha256:%x"},"layers":[]}`, len(config), cd))
+	os.WriteFile(filepath.Join(imdir, "manifest.json"), manifest, 0o644)
+	os.WriteFile(filepath.Join(imdir, "version"), []byte(dirlayout.Version), 0o644)
+	os.WriteFile(filepath.Join(imdir, fmt.Sprintf("%x", cd)), config, 0o644)
+	served := fmt.Sprintf("sha256:%x", sha256.Sum256(manifest))
+
+	opts.ImagesDir = filepath.Join(dir, "root", "images")
+	if err := Build(context.Background(), opts); err != nil {
+		t.Fatal(err)
+	}
+	var v Versions
+	data, err := os.ReadFile(filepath.Join(opts.RootDir, "salt", "metalk8s", "versions.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	got := v.Images[im.Name]
+	if got.Digest != served || got.SourceDigest != im.Digest {
+		t.Fatalf("versions.json %s: digest %s source_digest %s, want %s and %s", im.Name, got.Digest, got.SourceDigest, served, im.Digest)
+	}
+	if other := v.Images[list[1].Name]; other.Digest != list[1].Digest || other.SourceDigest != "" {
+		t.Fatalf("an image not on the ISO keeps its pinned digest: %+v", other)
 	}
 }

@@ -53,8 +53,9 @@ func PackagingOptions(b *build.Session) packaging.Options {
 // PopulateIso fills the ISO root with everything that exists, and reports
 // each part that is missing instead of silently leaving it out.
 func PopulateIso(ctx context.Context, b *build.Session) error {
-	// SaltTree runs Packaging first: versions.json needs its resolution.
-	missing, err := parallelParts(ctx, b, Images, SaltTree)
+	// SaltTree runs Images and Packaging first, in parallel: versions.json
+	// records the packages' resolution and the images' served digests.
+	missing, err := parallelParts(ctx, b, SaltTree)
 	if err != nil {
 		return err
 	}

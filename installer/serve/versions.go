@@ -98,6 +98,9 @@ func ParseVersions(file string, data []byte) (*Versions, error) {
 		if !distref.ValidDigest(im.Digest) {
 			return nil, fmt.Errorf("%s.digest: %q is not a sha256 digest", where, im.Digest)
 		}
+		if im.SourceDigest != "" && !distref.ValidDigest(im.SourceDigest) {
+			return nil, fmt.Errorf("%s.source_digest: %q is not a sha256 digest", where, im.SourceDigest)
+		}
 		host, path, ok := distref.SplitSource(im.Source)
 		if !ok {
 			return nil, fmt.Errorf("%s.source: %q is not registry-host/repository", where, im.Source)

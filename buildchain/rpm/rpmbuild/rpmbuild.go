@@ -244,6 +244,18 @@ func (s *Spec) Build(w io.Writer, opt Options) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.File, err)
 	}
+	if s.Epoch != 0 {
+		// rpmpack's own "name = version-release" leaves the epoch out,
+		// where rpm writes "name = epoch:version-release": without it a
+		// dependency such as "container-selinux >= 2:2.74" would not find
+		// 2:2.99, and "< 1:x" would wrongly match epoch 0.
+		self := r.FullVersion()
+		for i, rel := range r.Provides {
+			if rel.Name == s.Name && rel.Version == self {
+				r.Provides[i] = &rpmpack.Relation{Name: s.Name, Version: fmt.Sprintf("%d:%s", s.Epoch, self), Sense: rel.Sense}
+			}
+		}
+	}
 	mtime := uint32(opt.Epoch.Unix())
 	owner := func(o string) string {
 		if o == "" {

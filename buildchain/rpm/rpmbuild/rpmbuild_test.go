@@ -145,6 +145,25 @@ func TestBuildIsReproducibleAndReadByRPM(t *testing.T) {
 
 // TestDnfInstallsLocalPackage serves a repo with a built package and its
 // dependency and has dnf install it into an installroot.
+// A package with an epoch provides itself with it, as rpmbuild writes it,
+// so that "name >= epoch:version" dependencies resolve to it.
+func TestEpochSelfProvide(t *testing.T) {
+	rpm := testenv.Need(t, "rpm")[0]
+	spec, err := Load(writeSpec(t, "name: sel\nversion: \"2.99\"\nrelease: 1.el7\nepoch: 2\narch: noarch\nsummary: s\ndescription: d\nlicense: MIT\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), spec.FileName())
+	os.WriteFile(out, build(t, spec, Options{Epoch: epoch}), 0o644)
+	o, err := exec.Command(rpm, "-qp", "--provides", out).Output()
+	if err != nil {
+		t.Fatalf("rpm -qp --provides: %v", err)
+	}
+	if got := strings.Fields(strings.TrimSpace(string(o))); !reflect.DeepEqual(got, []string{"sel", "=", "2:2.99-1.el7"}) {
+		t.Fatalf("provides %q, want only sel = 2:2.99-1.el7", o)
+	}
+}
+
 func TestDnfInstallsLocalPackage(t *testing.T) {
 	testenv.Short(t, "runs dnf")
 	dnf := testenv.Need(t, "dnf")[0]
