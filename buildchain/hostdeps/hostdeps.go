@@ -41,6 +41,7 @@ var TestPackages = []string{
 	"wrk",               // benchmarks: HTTP load
 	"hyperfine",         // benchmarks: timing whole commands
 	"time",              // /usr/bin/time -v for peak RSS
+	"etcd-server",       // the store behind the kube-apiserver the installer deploys Solutions to
 }
 
 // Missing returns the packages of pkgs that dpkg does not report installed.
