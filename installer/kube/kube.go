@@ -305,6 +305,9 @@ func Delete(ctx context.Context, tx *change.Tx, cfg Config, sol Solution) (strin
 		}
 		sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].GetName() < list.Items[j].GetName() })
 		for i := range list.Items {
+			if list.Items[i].GetDeletionTimestamp() != nil {
+				continue // already on its way out (a CRD whose resources go first)
+			}
 			if err := c.delete(ctx, tx, &list.Items[i]); err != nil {
 				return "", err
 			}
