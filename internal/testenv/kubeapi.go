@@ -441,9 +441,11 @@ func buildKubeAPIServer(t testing.TB, goBin, tools, bin string) error {
 	tmp := bin + ".tmp"
 	cmd := exec.Command(goBin, "build", "-v", "-trimpath", "-o", tmp, "k8s.io/kubernetes/cmd/kube-apiserver")
 	cmd.Dir = tools
-	// The tools module pins everything in its go.sum; a toolchain switch or
-	// a workspace must not change what is built.
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off", "CGO_ENABLED=0")
+	// The tools module's go.sum pins everything; neither a workspace nor a
+	// go.mod edit on the fly may change what is built. CGO_ENABLED is left
+	// as the environment has it: it is part of every package's cache key,
+	// so forcing it would miss a build cache warmed by hand.
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err
