@@ -31,6 +31,10 @@ var resources = map[schema.GroupVersionKind]string{
 
 type client struct {
 	dyn dynamic.Interface
+	// missingNS holds the namespaces a dry run would have created: the
+	// server cannot dry-run anything into them (NamespaceLifecycle
+	// refuses), and nothing can exist there yet.
+	missingNS map[string]bool
 }
 
 func newClient(kubeconfig string) (*client, error) {
@@ -43,7 +47,7 @@ func newClient(kubeconfig string) (*client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
-	return &client{dyn: dyn}, nil
+	return &client{dyn: dyn, missingNS: map[string]bool{}}, nil
 }
 
 func (c *client) resource(gvk schema.GroupVersionKind, ns string) dynamic.ResourceInterface {
@@ -91,7 +95,9 @@ func (c *client) ensureNamespace(ctx context.Context, tx *change.Tx, name string
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	tx.Record(change.Added, what)
-	if !tx.DryRun {
+	if tx.DryRun {
+		c.missingNS[name] = true
+	} else {
 		tx.OnRollback(func() error {
 			ctx, cancel := undoContext()
 			defer cancel()
@@ -110,6 +116,10 @@ func (c *client) ensureNamespace(ctx context.Context, tx *change.Tx, name string
 func (c *client) apply(ctx context.Context, tx *change.Tx, u *unstructured.Unstructured) error {
 	ri := c.for_(u)
 	what := describe(u)
+	if c.missingNS[u.GetNamespace()] {
+		tx.Record(change.Added, what)
+		return nil
+	}
 	before, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		before = nil
