@@ -44,6 +44,7 @@ var TestPackages = []string{
 	"hyperfine",         // benchmarks: timing whole commands
 	"time",              // /usr/bin/time -v for peak RSS
 	"systemd",           // systemd-analyze verify of the repository service unit
+	"etcd-server",       // the store behind the kube-apiserver the installer deploys Solutions to
 }
 
 // Missing returns the packages of pkgs that dpkg does not report installed.
