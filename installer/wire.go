@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/metalk8s/buildchain/installer/archive"
 	"github.com/metalk8s/buildchain/installer/change"
 	"github.com/metalk8s/buildchain/installer/config"
+	"github.com/metalk8s/buildchain/installer/kube"
 	"github.com/metalk8s/buildchain/installer/mount"
 	"github.com/metalk8s/buildchain/installer/serve"
 )
@@ -47,8 +49,17 @@ func Real(env Env) (Pieces, error) {
 		Mounter:  isos,
 		Config:   configFiles{},
 		Server:   nginxServer{opts: serve.Options{Listen: env.Listen}},
+		// The nodes pull the Solution's images from the repository service.
+		Deployer: kubeDeployer{cfg: kube.Config{Kubeconfig: env.Kubeconfig, Registry: env.Listen}, log: logOr(env.Log)},
 		Close:    isos.close,
 	}, nil
+}
+
+func logOr(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
 }
 
 // InstalledPath is where the metalk8s-installer RPM puts the installer:
@@ -214,5 +225,33 @@ func (configFiles) RemoveSolution(tx *change.Tx, a Archive) error {
 		}
 	}
 	_, err = s.Save(tx, config.SolutionsPath)
+	return err
+}
+
+// kubeDeployer is Deployer over installer/kube: server-side apply with
+// --kubeconfig, else the rendered manifests in a directory it names.
+type kubeDeployer struct {
+	cfg kube.Config
+	log io.Writer
+}
+
+func (d kubeDeployer) solution(tx *change.Tx, a Archive) kube.Solution {
+	fsys := a.FS
+	if fsys == nil {
+		fsys = os.DirFS(tx.Path(a.MountPoint()))
+	}
+	return kube.Solution{Name: a.Name, Version: a.Version, FS: fsys}
+}
+
+func (d kubeDeployer) Deploy(ctx context.Context, tx *change.Tx, a Archive) error {
+	dir, err := kube.Apply(ctx, tx, d.cfg, d.solution(tx, a))
+	if err == nil && dir != "" {
+		fmt.Fprintf(d.log, "%s: no --kubeconfig: its CRDs and UI are rendered in %s, for kubectl apply -f\n", a.ID(), dir)
+	}
+	return err
+}
+
+func (d kubeDeployer) Undeploy(ctx context.Context, tx *change.Tx, a Archive) error {
+	_, err := kube.Delete(ctx, tx, d.cfg, d.solution(tx, a))
 	return err
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
@@ -82,6 +84,48 @@ func metalk8sISO(t *testing.T) (isoPath, image, digest string) {
 	return isoPath, "metalk8s-2.0.0/coredns", res.Image.Digest
 }
 
+// solutionISO builds the example Solution (examples/solution) into an ISO
+// with `solution build`'s code, its two images random ones in an OCI
+// layout.
+func solutionISO(t *testing.T) string {
+	t.Helper()
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	src := t.TempDir()
+	ex := filepath.Join("..", "..", "examples", "solution")
+	for _, f := range []string{"operator/deploy/operator.yaml", "operator/deploy/role.yaml", "operator/deploy/role_binding.yaml",
+		"operator/deploy/service_account.yaml", "operator/deploy/crds/examples_crd.yaml", "ui/deployment.yaml"} {
+		data, err := os.ReadFile(filepath.Join(ex, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755)
+		os.WriteFile(filepath.Join(src, f), data, 0o644)
+	}
+	lp, err := layout.Write(filepath.Join(src, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"op", "ui"} {
+		img, _ := random.Image(1024, 1)
+		if err := lp.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": ref})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(src, "solution.yaml"), []byte(`name: example-solution
+version: 1.0.0
+require_metalk8s: ">=2.0"
+images:
+  - {name: example-solution-operator, version: 1.0.0, oci: layout, ref: op}
+  - {name: example-solution-ui, version: 1.0.0, oci: layout, ref: ui}
+`), 0o644)
+	out := filepath.Join(t.TempDir(), "example-solution-1.0.0.iso")
+	var log strings.Builder
+	if _, err := solution.BuildArchive(context.Background(), src, solution.BuildOptions{Output: out, CacheDir: t.TempDir(), Git: "e2e", Platform: "linux/amd64", Log: &log}); err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	return out
+}
+
 // The host end to end of issue 12 (test 1), for a MetalK8s archive: the
 // installer, as the ISO ships it, verifies the ISO, mounts it through
 // FUSE (its own fuse-serve daemon), persists the mount, starts nginx with
@@ -104,6 +148,7 @@ func TestHostEndToEnd(t *testing.T) {
 	t.Cleanup(func() {
 		serve.Stop(change.New(root, false))
 		syscall.Unmount(mp, syscall.MNT_DETACH)
+		syscall.Unmount(filepath.Join(root, "srv/scality/example-solution-1.0.0"), syscall.MNT_DETACH)
 	})
 	listen := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	run := func(args ...string) (int, string) {
@@ -164,25 +209,45 @@ func TestHostEndToEnd(t *testing.T) {
 		t.Fatalf("second archive add: %d\n%s", code, out)
 	}
 
+	// A Solution beside it: validated, mounted through FUSE, served, its
+	// manifests rendered to a directory (no kubeconfig) with the UI's
+	// image at the registry prefix; removed again, its registry answers
+	// 404 and the MetalK8s archive still serves.
+	sol := solutionISO(t)
+	code, out = run("solution", "add", sol)
+	if code != 0 || !strings.Contains(out, "mount /srv/scality/example-solution-1.0.0 (fuse") || !strings.Contains(out, "/etc/metalk8s/solutions.yaml") {
+		t.Fatalf("solution add: %d\n%s", code, out)
+	}
+	manifests, _ := filepath.Glob(filepath.Join(root, "var/lib/metalk8s/installer/manifests/example-solution-1.0.0/*"))
+	var rendered strings.Builder
+	for _, m := range manifests {
+		b, _ := os.ReadFile(m)
+		rendered.Write(b)
+	}
+	if !strings.Contains(rendered.String(), listen+"/example-solution-1.0.0/example-solution-ui:1.0.0") || !strings.Contains(rendered.String(), "CustomResourceDefinition") {
+		t.Errorf("rendered manifests %v do not point the UI at the registry prefix:\n%s", manifests, rendered.String())
+	}
+	solURL := "http://" + listen + "/v2/example-solution-1.0.0/example-solution-ui/manifests/1.0.0"
+	waitStatus(t, solURL, http.StatusOK)
+	if code, out := run("solution", "add", sol); code != 0 || !strings.Contains(out, "no changes") {
+		t.Fatalf("second solution add: %d\n%s", code, out)
+	}
+	if code, out := run("solution", "remove", sol); code != 0 {
+		t.Fatalf("solution remove: %d\n%s", code, out)
+	}
+	waitStatus(t, solURL, http.StatusNotFound)
+	if cur, err := mount.Current(filepath.Join(root, "srv/scality/example-solution-1.0.0")); err != nil || cur != nil {
+		t.Fatalf("Solution still mounted: %+v %v", cur, err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(root, "var/lib/metalk8s/installer/manifests/example-solution-1.0.0/*")); len(left) != 0 {
+		t.Errorf("manifests left after remove: %v", left)
+	}
+	waitStatus(t, "http://"+listen+"/v2/"+image+"/manifests/"+digest, http.StatusOK)
+
 	if code, out := run("archive", "remove", isoPath); code != 0 {
 		t.Fatalf("archive remove: %d\n%s", code, out)
 	}
-	url := "http://" + listen + "/v2/" + image + "/manifests/" + digest
-	status := 0
-	// A reload is asynchronous: a wait with a generous bound, not a
-	// timed assertion.
-	for i := 0; i < 300; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if status = resp.StatusCode; status == http.StatusNotFound {
-				break
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if status != http.StatusNotFound {
-		t.Fatalf("GET %s after remove: %d, want 404", url, status)
-	}
+	waitStatus(t, "http://"+listen+"/v2/"+image+"/manifests/"+digest, http.StatusNotFound)
 	if cur, err := mount.Current(mp); err != nil || cur != nil {
 		t.Fatalf("still mounted after remove: %+v %v", cur, err)
 	}
@@ -249,4 +314,22 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// waitStatus waits until url answers want: an nginx reload is
+// asynchronous (old workers finish, new ones start). A wait with a
+// generous bound, not a timed assertion.
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	got := 0
+	for i := 0; i < 300; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if got = resp.StatusCode; got == want {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("GET %s: %d, want %d", url, got, want)
 }
