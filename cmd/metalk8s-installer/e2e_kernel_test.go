@@ -13,12 +13,13 @@ import (
 	"github.com/metalk8s/buildchain/internal/testenv"
 )
 
-// Issue 12 test 2, for a MetalK8s archive: Debian's kernel under qemu,
-// the ISO as a CD-ROM, the static installer as the ISO ships it: it
-// verifies the CD-ROM, mounts it through the kernel's iso9660 driver,
-// persists the mount and starts nginx (workers nobody); on the host,
-// through qemu's forwarding bound to 127.0.0.1, skopeo pulls the image by
-// digest. Removing the archive in the guest makes it answer 404.
+// Issue 12 test 2: Debian's kernel under qemu, the MetalK8s ISO as a
+// CD-ROM and the example Solution ISO as a file (loop device), the static
+// installer as the ISO ships it: it verifies both, mounts them through the kernel's iso9660 driver,
+// persists the mounts and starts nginx (workers nobody); on the host,
+// through qemu's forwarding bound to 127.0.0.1, skopeo pulls the MetalK8s
+// image by digest and the Solution's UI manifest is served. Removing the
+// Solution, then the archive, in the guest makes each answer 404.
 func TestKernelEndToEnd(t *testing.T) {
 	testenv.Short(t, "boots a kernel under qemu")
 	skopeo := testenv.Need(t, "skopeo")[0]
@@ -29,14 +30,22 @@ func TestKernelEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	isoPath, image, digest := metalk8sISO(t)
+	sol := solutionISO(t)
 	vm := k.Boot(t, testenv.Guest{
 		ISOs:     []string{isoPath},
 		Programs: []string{nginx},
-		Files:    map[string]string{"/usr/bin/metalk8s-installer": bin, "/etc/nginx/mime.types": "/etc/nginx/mime.types"},
+		// The Solution is an ISO file on the node, mounted on a loop
+		// device: solution.Validate reads ISO files and directories, not
+		// block devices, so it cannot be a CD-ROM drive here.
+		Files: map[string]string{"/usr/bin/metalk8s-installer": bin, "/etc/nginx/mime.types": "/etc/nginx/mime.types",
+			"/root/example-solution-1.0.0.iso": sol},
+		Modules: []string{"loop"},
 		// The service listens on the guest's address, where qemu forwards.
 		Init: `set -e
 metalk8s-installer --listen 0.0.0.0:8080 --mount-method kernel archive add /dev/cdrom0
+metalk8s-installer --listen 0.0.0.0:8080 --mount-method kernel solution add /root/example-solution-1.0.0.iso
 grep -q ' /srv/scality/metalk8s-2.0.0 iso9660 ' /proc/mounts
+grep -q ' /srv/scality/example-solution-1.0.0 iso9660 ' /proc/mounts
 echo SERVING
 `,
 		Forward: []int{8080},
@@ -55,7 +64,14 @@ echo SERVING
 	}
 	// --listen is not stored: each run says it (or bootstrap.yaml does).
 	const flags = "--listen 0.0.0.0:8080 --mount-method kernel"
-	out, status, err := vm.Exec(ctx, "metalk8s-installer "+flags+" archive add /dev/cdrom0")
+	solURL := "http://" + vm.Addr(8080) + "/v2/example-solution-1.0.0/example-solution-ui/manifests/1.0.0"
+	waitStatus(t, solURL, http.StatusOK)
+	out, status, err := vm.Exec(ctx, "metalk8s-installer "+flags+" solution remove /root/example-solution-1.0.0.iso && ! grep -q /srv/scality/example-solution /proc/mounts")
+	if err != nil || status != 0 || !strings.Contains(out, "removed   mount /srv/scality/example-solution-1.0.0") {
+		t.Fatalf("solution remove in the guest: %d %v\n%s", status, err, out)
+	}
+	waitStatus(t, solURL, http.StatusNotFound)
+	out, status, err = vm.Exec(ctx, "metalk8s-installer "+flags+" archive add /dev/cdrom0")
 	if err != nil || status != 0 || !strings.Contains(out, "no changes") {
 		t.Fatalf("add again in the guest: %d %v\n%s", status, err, out)
 	}
@@ -63,21 +79,7 @@ echo SERVING
 	if err != nil || status != 0 || !strings.Contains(out, "removed   mount /srv/scality/metalk8s-2.0.0") {
 		t.Fatalf("remove in the guest: %d %v\n%s", status, err, out)
 	}
-	url := "http://" + vm.Addr(8080) + "/v2/" + image + "/manifests/" + digest
-	code := 0
-	// nginx reloads asynchronously: a bounded wait, not a timed assertion.
-	for i := 0; i < 300 && code != http.StatusNotFound; i++ {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			code = resp.StatusCode
-		}
-		if code != http.StatusNotFound {
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	if code != http.StatusNotFound {
-		t.Fatalf("GET %s after remove: %d, want 404", url, code)
-	}
+	waitStatus(t, "http://"+vm.Addr(8080)+"/v2/"+image+"/manifests/"+digest, http.StatusNotFound)
 	if err := vm.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
