@@ -485,8 +485,18 @@ func checkRegistry(t *testing.T, e *e2eISO) {
 			t.Errorf("%s@%s: the registry serves a manifest of digest %s", ref, v.Digest, digestOf([]byte(raw)))
 		}
 	}
-	if len(inISO) != len(e.versions.Images) {
-		t.Errorf("%d images on the ISO, %d in versions.json", len(inISO), len(e.versions.Images))
+	// Every image on the ISO is in versions.json, but the ones built
+	// here (images/<name>/image.yaml), which no upstream names.
+	listed := map[string]bool{}
+	for _, v := range e.versions.Images {
+		listed[v.Name+":"+v.Version] = true
+	}
+	for ref := range inISO {
+		name, _, _ := strings.Cut(ref, ":")
+		if _, err := os.Stat(filepath.Join(e.cfg.ProjectRoot, "images", name, "image.yaml")); listed[ref] || err == nil {
+			continue
+		}
+		t.Errorf("%s is on the ISO but neither in versions.json nor built here", ref)
 	}
 }
 

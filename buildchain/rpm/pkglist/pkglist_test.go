@@ -14,7 +14,7 @@ func TestProjectFile(t *testing.T) {
 	for _, r := range l.Repos {
 		kinds[r.Name] = r.Kind
 	}
-	for name, want := range map[string]Kind{"base": External, "updates": External, "extras": External, "epel": Shipped, "kubernetes": Shipped, "saltstack": Shipped, "metalk8s": Shipped} {
+	for name, want := range map[string]Kind{"base": External, "updates": External, "extras": Shipped, "epel": Shipped, "kubernetes": Shipped, "saltstack": Shipped, "metalk8s": Shipped} {
 		if kinds[name] != want {
 			t.Errorf("repo %s: kind %q, want %q", name, kinds[name], want)
 		}
