@@ -6,9 +6,10 @@
 #
 #   bash bench/product/run.sh
 #
-# BENCH_ROUNDS (3), BENCH_LAYER_MIB (30), BENCH_RPMS (300), BENCH_RPM_KIB
+# BENCH_ROUNDS (3), BENCH_LAYER_MIB (30), BENCH_RPMS (315), BENCH_RPM_KIB
 # (16), BENCH_WORK (temporary, removed unless BENCH_KEEP=1), BENCH_JSON
-# (raw figures), BENCH_CPUPROFILE (a pprof CPU profile of the whole run).
+# (raw figures), BENCH_CPUPROFILE (a pprof CPU profile of the whole run),
+# BENCH_WARM_CPUPROFILE (one CPU profile per warm build, this process only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 prof=()
