@@ -302,6 +302,16 @@ func TestProductBench(t *testing.T) {
 				runs = append(runs, copyLimit(t, isoPath, i))
 				runs = append(runs, readSHA(t, isoPath, i))
 			}
+			// What the warm builds published holds: the signature (made
+			// from the ISO step's SHA-256 state) and SHA256SUM.
+			if out, err := rpmtest.GPGVerify(t, key.PublicPath, isoPath+".asc", isoPath); err != nil || !strings.Contains(string(out), "Good signature") {
+				t.Errorf("gpg --verify %s.asc: %v\n%s", isoPath, err, out)
+			}
+			sums := exec.Command("sha256sum", "--strict", "-c", "SHA256SUM")
+			sums.Dir = b.Cfg.BuildRoot
+			if out, err := sums.CombinedOutput(); err != nil {
+				t.Errorf("sha256sum -c SHA256SUM: %v\n%s", err, out)
+			}
 			data, err := os.ReadFile(filepath.Join(b.Cfg.BuildRoot, "build-report.json"))
 			if err != nil {
 				return err
