@@ -94,6 +94,11 @@ type Result struct {
 	// NoChecksumFile, and when Builder.Write implants an MD5 (the patch
 	// changes the digest after the bytes went by).
 	SHA256 string
+	// SHA256State is the SHA-256 state after the image's bytes and before
+	// the digest's final padding (crypto/sha256's MarshalBinary), set
+	// with SHA256: a signer that hashes the image with SHA-256 resumes
+	// from it instead of reading the image again (isosign.SignSHA256).
+	SHA256State []byte
 	// MD5 is the implanted isomd5sum digest, if ImplantMD5 was set.
 	MD5 string
 	// Files is the number of regular files; Extents the number of distinct

@@ -38,7 +38,7 @@ func TestWriteVerify(t *testing.T) {
 		if _, err := Open(f, fi.Size()); err != nil {
 			return err
 		}
-		seen, err = fileSHA256(ctx, f, fi.Size())
+		seen, _, err = fileSHA256(ctx, f, fi.Size())
 		return err
 	}
 	res := buildISO(t, src, out, opts)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -112,6 +113,9 @@ func (b *Builder) write(ctx context.Context, sink func(*chunk) error, wa io.Writ
 		res.MD5 = sum
 	} else if sha != nil {
 		res.SHA256 = hex.EncodeToString(sha.Sum(nil))
+		if res.SHA256State, err = sha.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+			return nil, fmt.Errorf("iso: %w", err)
+		}
 	}
 	return res, nil
 }
@@ -208,7 +212,7 @@ func (b *Builder) WriteFile(ctx context.Context, outPath string) (res *Result, e
 		return nil, fmt.Errorf("iso: %w", err)
 	}
 	if res.SHA256 == "" && !b.opts.NoChecksumFile {
-		if res.SHA256, err = fileSHA256(ctx, tmp, res.Size); err != nil {
+		if res.SHA256, res.SHA256State, err = fileSHA256(ctx, tmp, res.Size); err != nil {
 			return nil, err
 		}
 	}
@@ -296,12 +300,17 @@ func isTemp(name, base string) bool {
 }
 
 // fileSHA256 digests the first size bytes of f, reading and hashing on
-// two CPUs.
-func fileSHA256(ctx context.Context, f *os.File, size int64) (string, error) {
+// two CPUs, and returns the hex digest and the hash's state (see
+// Result.SHA256State).
+func fileSHA256(ctx context.Context, f *os.File, size int64) (string, []byte, error) {
 	h := sha256.New()
 	t := startTailer(ctx, f, []func([]byte){func(b []byte) { h.Write(b) }})
 	if err := t.finish(size); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return "", nil, fmt.Errorf("iso: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), state, nil
 }

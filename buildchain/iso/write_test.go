@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -396,5 +397,43 @@ func TestRockRidgeModes(t *testing.T) {
 				t.Errorf("%s: %s reads %q, want %s", p, reader, s, typ+m.String()[1:])
 			}
 		}
+	}
+}
+
+// TestSHA256State checks that Result.SHA256State is the SHA-256 state
+// after exactly the image's bytes, with and without an implanted MD5:
+// resumed, it gives the image's digest, and goes on as if it had read the
+// image and then more.
+func TestSHA256State(t *testing.T) {
+	src := t.TempDir()
+	writeFile(t, filepath.Join(src, "a", "layer"), strings.Repeat("0123456789abcdef", 70<<10), 0o644)
+	writeFile(t, filepath.Join(src, "b", "small"), "small\n", 0o644)
+	for _, implant := range []bool{false, true} {
+		out := filepath.Join(t.TempDir(), "x.iso")
+		opts := productOpts()
+		opts.Epoch = testEpoch
+		opts.ImplantMD5 = implant
+		res := buildISO(t, src, out, opts)
+		img, err := os.ReadFile(out)
+		must(t, err)
+		if len(res.SHA256State) == 0 {
+			t.Fatalf("implant %v: no SHA256State", implant)
+		}
+		h := sha256.New()
+		must(t, h.(encoding.BinaryUnmarshaler).UnmarshalBinary(res.SHA256State))
+		if sum := sha256.Sum256(img); hex.EncodeToString(h.Sum(nil)) != hex.EncodeToString(sum[:]) || res.SHA256 != hex.EncodeToString(sum[:]) {
+			t.Errorf("implant %v: the resumed state does not give the image's digest", implant)
+		}
+		h.Write([]byte("trailer"))
+		if sum := sha256.Sum256(append(img, "trailer"...)); !bytes.Equal(h.Sum(nil), sum[:]) {
+			t.Errorf("implant %v: the resumed state does not go on as the image's", implant)
+		}
+	}
+	// Without a checksum, no state either.
+	opts := productOpts()
+	opts.Epoch = testEpoch
+	opts.NoChecksumFile = true
+	if res := buildISO(t, src, filepath.Join(t.TempDir(), "y.iso"), opts); res.SHA256State != nil {
+		t.Error("NoChecksumFile: a SHA256State")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
@@ -11,12 +12,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	cdx "github.com/CycloneDX/cyclonedx-go"
 
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/isomanifest"
 	"github.com/metalk8s/buildchain/buildchain/isosbom"
+	"github.com/metalk8s/buildchain/buildchain/isosign"
 	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/sizereport"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -417,5 +420,93 @@ func TestIsoManifestPlan(t *testing.T) {
 	}
 	if m := mustRead(t, filepath.Join(b.Cfg.RootDir(), isomanifest.Name)); strings.Contains(string(m), "extra.txt") {
 		t.Fatal("a plan wrote the manifest")
+	}
+}
+
+// The ISO's signature is made from the SHA-256 state the ISO step ended
+// with, recorded for that very file, instead of reading the ISO again: the
+// same bytes as signing the file, and a record of another file (by stat)
+// is not used.
+func TestIsoSignatureResumesDigest(t *testing.T) {
+	testenv.Need(t, "skopeo")
+	k := rpmtest.GPGKey(t, "isosign", "ed25519")
+	u := startUpstream(t)
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "VERSION"), []byte("VERSION_MAJOR=2\nVERSION_MINOR=0\nVERSION_PATCH=0\nVERSION_SUFFIX=-dev\n"), 0o644)
+	writePackages(t, root)
+	env := map[string]string{"IMAGES_FILE": u.list(t, root, "library/alpha"), "ISO_SIGNING_KEY": k.SecretPath}
+	b, log := u.openBuild(t, root, env)
+	defer b.Close()
+	Iso(context.Background(), b)
+	isoPath, sig := b.IsoPath(), IsoSignaturePath(b)
+	raw, err := os.ReadFile(isoPath)
+	if err != nil {
+		t.Fatalf("no ISO: %v\n%s", err, log)
+	}
+	h := resumeIsoDigest(b, isoPath)
+	if want := sha256.Sum256(raw); h == nil || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("the ISO step left no usable SHA-256 state for the ISO (%v)", h)
+	}
+	key, err := isosign.LoadKey(k.SecretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := filepath.Join(t.TempDir(), "slow.asc")
+	if err := key.SignFile(slow, isoPath, b.Cfg.Epoch()); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(sig)
+	if want, _ := os.ReadFile(slow); !bytes.Equal(got, want) {
+		t.Errorf("the build's signature differs from signing the file\n%s\n%s", got, want)
+	}
+
+	// The record is what the signature is made from: one for other bytes,
+	// claiming the ISO's stat, gives a signature of those bytes (which is
+	// why it is keyed by size, mtime and inode, as the manifest's cache).
+	other := []byte("not the ISO")
+	oh := sha256.New()
+	oh.Write(other)
+	state, _ := oh.(encoding.BinaryMarshaler).MarshalBinary()
+	fi, _ := os.Stat(isoPath)
+	sk, _ := statKey(fi)
+	sk.SHA256 = hex.EncodeToString(oh.Sum(nil))
+	data, _ := json.Marshal(isoDigest{cachedHash: sk, State: state})
+	if err := os.WriteFile(isoDigestPath(b), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Engine.Force(func(n string) bool { return n == "iso-signature" })
+	if err := isoSignature(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	otherFile := filepath.Join(t.TempDir(), "other")
+	os.WriteFile(otherFile, other, 0o644)
+	if out, err := rpmtest.GPGVerify(t, k.PublicPath, sig, otherFile); err != nil || !strings.Contains(string(out), "Good signature") {
+		t.Fatalf("the signature was not made from the record: %v\n%s", err, out)
+	}
+
+	// A record of another file is not used: the ISO's mtime moved.
+	os.Chtimes(isoPath, time.Unix(1, 0), time.Unix(1, 0))
+	if resumeIsoDigest(b, isoPath) != nil {
+		t.Fatal("a record of another file's stat was resumed")
+	}
+	if err := isoSignature(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := rpmtest.GPGVerify(t, k.PublicPath, sig, isoPath); err != nil || !strings.Contains(string(out), "Good signature") {
+		t.Fatalf("gpg --verify after the fallback: %v\n%s", err, out)
+	}
+	// A record that does not parse, or whose state is not its digest's,
+	// is not used either.
+	for _, bad := range [][]byte{[]byte("{"), func() []byte {
+		fi, _ := os.Stat(isoPath)
+		k, _ := statKey(fi)
+		k.SHA256 = strings.Repeat("0", 64)
+		d, _ := json.Marshal(isoDigest{cachedHash: k, State: state})
+		return d
+	}()} {
+		os.WriteFile(isoDigestPath(b), bad, 0o644)
+		if resumeIsoDigest(b, isoPath) != nil {
+			t.Errorf("record %s was resumed", bad)
+		}
 	}
 }

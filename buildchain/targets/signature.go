@@ -1,13 +1,21 @@
 package targets
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
+	"github.com/metalk8s/buildchain/buildchain/fsutil"
+	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/isomanifest"
 	"github.com/metalk8s/buildchain/buildchain/isosign"
 	"github.com/metalk8s/buildchain/buildchain/step"
@@ -53,12 +61,88 @@ func signStep(ctx context.Context, b *build.Session, name, dep, in, out string) 
 		Name:    name,
 		Inputs:  inputs,
 		Outputs: []string{out},
-		Run:     func(context.Context) error { return key.SignFile(out, in, b.Cfg.Epoch()) },
+		Run: func(context.Context) error {
+			if in == b.IsoPath() {
+				if h := resumeIsoDigest(b, in); h != nil {
+					var buf bytes.Buffer
+					if ok, err := key.SignSHA256(&buf, h, b.Cfg.Epoch()); err != nil {
+						return err
+					} else if ok {
+						return fsutil.WriteFile(out, buf.Bytes(), 0o644)
+					}
+				}
+			}
+			return key.SignFile(out, in, b.Cfg.Epoch())
+		},
 	})
 }
 
 func isoSignature(ctx context.Context, b *build.Session) error {
 	return signStep(ctx, b, "iso-signature", "iso", b.IsoPath(), IsoSignaturePath(b))
+}
+
+// isoDigest is the SHA-256 state the ISO step ended with (see
+// iso.Result.SHA256State), for the ISO file of that size, mtime and
+// inode: the signature resumes from it rather than read the ISO's
+// gigabytes again. Like the manifest's hash cache it trusts the file's
+// stat, which changes with every publication by rename.
+type isoDigest struct {
+	cachedHash
+	State []byte `json:"sha256_state"`
+}
+
+func isoDigestPath(b *build.Session) string {
+	return filepath.Join(b.Cfg.BuildRoot, "cache", "iso-sha256.json")
+}
+
+// saveIsoDigest records res's SHA-256 state for the ISO at isoPath; without
+// one, it removes a record an earlier build left.
+func saveIsoDigest(b *build.Session, isoPath string, res *iso.Result) error {
+	p := isoDigestPath(b)
+	fi, err := os.Stat(isoPath)
+	if err != nil {
+		return err
+	}
+	key, ok := statKey(fi)
+	if !ok || len(res.SHA256State) == 0 {
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	key.SHA256 = res.SHA256
+	data, err := json.Marshal(isoDigest{cachedHash: key, State: res.SHA256State})
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFile(p, data, 0o644)
+}
+
+// resumeIsoDigest is a SHA-256 hash that has consumed the ISO at
+// isoPath, from the ISO step's record, or nil when the record is missing,
+// does not parse, is of another file or does not give its own digest.
+func resumeIsoDigest(b *build.Session, isoPath string) hash.Hash {
+	data, err := os.ReadFile(isoDigestPath(b))
+	if err != nil {
+		return nil
+	}
+	var d isoDigest
+	if json.Unmarshal(data, &d) != nil || d.SHA256 == "" {
+		return nil
+	}
+	fi, err := os.Stat(isoPath)
+	if err != nil {
+		return nil
+	}
+	key, ok := statKey(fi)
+	if !ok || !sameFile(d.cachedHash, key) {
+		return nil
+	}
+	h := sha256.New()
+	if h.(encoding.BinaryUnmarshaler).UnmarshalBinary(d.State) != nil || hex.EncodeToString(h.Sum(nil)) != d.SHA256 {
+		return nil
+	}
+	return h
 }
 
 // manifestSignature signs the in-ISO manifest, so that the installer can

@@ -129,7 +129,7 @@ func Iso(ctx context.Context, b *build.Session) error {
 			}
 			fmt.Fprintf(b.Log, "iso: %s, %s, %d files in %d extents (%s shared), sha256 %s\n",
 				out, oci.HumanBytes(res.Size), res.Files, res.Extents, oci.HumanBytes(res.SharedBytes), res.SHA256)
-			return nil
+			return saveIsoDigest(b, out, res)
 		},
 	})
 	if err != nil {
