@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -32,17 +33,34 @@ func TestKernelEndToEnd(t *testing.T) {
 	}
 	isoPath, image, digest := metalk8sISO(t)
 	sol := solutionISO(t)
+	// The node's bootstrap.yaml: apiServer.host is the guest's address
+	// (qemu's user network), which the nodes use to reach the repository
+	// service when it listens on every address.
+	bootstrap := filepath.Join(t.TempDir(), "bootstrap.yaml")
+	if err := os.WriteFile(bootstrap, []byte(`apiVersion: metalk8s.scality.com/v1alpha2
+kind: BootstrapConfiguration
+networks: {controlPlane: 10.0.2.0/24, workloadPlane: 10.0.2.0/24}
+ca: {minion: bootstrap}
+apiServer: {host: 10.0.2.15}
+products: {metalk8s: [/dev/cdrom0]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	vm := k.Boot(t, testenv.Guest{
 		// /dev/cdrom0 and /dev/cdrom1 in the guest.
 		ISOs:     []string{isoPath, sol},
 		Programs: []string{nginx},
-		Files:    map[string]string{"/usr/bin/metalk8s-installer": bin, "/etc/nginx/mime.types": "/etc/nginx/mime.types"},
+		Files: map[string]string{"/usr/bin/metalk8s-installer": bin, "/etc/nginx/mime.types": "/etc/nginx/mime.types",
+			"/etc/metalk8s/bootstrap.yaml": bootstrap},
 		// The service listens on the guest's address, where qemu forwards.
 		Init: `set -e
 metalk8s-installer --listen 0.0.0.0:8080 --mount-method kernel archive add /dev/cdrom0
 metalk8s-installer --listen 0.0.0.0:8080 --mount-method kernel solution add /dev/cdrom1
 grep -q ' /srv/scality/metalk8s-2.0.0 iso9660 ' /proc/mounts
 grep -q ' /srv/scality/example-solution-1.0.0 iso9660 ' /proc/mounts
+# Nodes are pointed at the Bootstrap node's address, not at 0.0.0.0.
+grep -q '^baseurl=http://10.0.2.15:8080/metalk8s-2.0.0/metalk8s-epel/$' /etc/yum.repos.d/*.repo
+grep -q 'image: 10.0.2.15:8080/example-solution-1.0.0/example-solution-ui:1.0.0$' /var/lib/metalk8s/installer/manifests/example-solution-1.0.0/30-deployment-*.yaml
 echo SERVING
 `,
 		Forward: []int{8080},
