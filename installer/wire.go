@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 
@@ -35,6 +36,7 @@ func Real(env Env) (Pieces, error) {
 	if env.Listen == "" {
 		env.Listen = defaultListen(env.Root)
 	}
+	endpoint := endpointFor(env.Root, env.Listen)
 	mo := mount.Options{Method: env.MountMethod}
 	var keys *pgp.Keyring
 	if len(env.TrustedKeys) > 0 {
@@ -48,9 +50,9 @@ func Real(env Env) (Pieces, error) {
 		Verifier: isos,
 		Mounter:  isos,
 		Config:   configFiles{},
-		Server:   nginxServer{opts: serve.Options{Listen: env.Listen}},
+		Server:   nginxServer{opts: serve.Options{Listen: env.Listen, Endpoint: endpoint}},
 		// The nodes pull the Solution's images from the repository service.
-		Deployer: kubeDeployer{cfg: kube.Config{Kubeconfig: env.Kubeconfig, Registry: env.Listen}, log: logOr(env.Log)},
+		Deployer: kubeDeployer{cfg: kube.Config{Kubeconfig: env.Kubeconfig, Registry: endpoint}, log: logOr(env.Log)},
 		Close:    isos.close,
 	}, nil
 }
@@ -174,6 +176,23 @@ func defaultListen(root string) string {
 		host = b.APIServer.Addr.String()
 	}
 	return net.JoinHostPort(host, strconv.Itoa(DefaultPort))
+}
+
+// endpointFor is the repository service's address as the nodes reach it
+// (in .repo files, hosts.toml and a Solution's image references): the
+// --listen address, unless it binds every address (0.0.0.0, [::]), which
+// no node can connect to; then the host defaultListen finds (bootstrap.yaml
+// apiServer.host when it is an IP, else 127.0.0.1) on the listen port.
+func endpointFor(root, listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen // serve refuses it, naming it
+	}
+	if a, err := netip.ParseAddr(host); err != nil || !a.IsUnspecified() {
+		return listen
+	}
+	h, _, _ := net.SplitHostPort(defaultListen(root))
+	return net.JoinHostPort(h, port)
 }
 
 // configFiles is Config over installer/config: bootstrap.yaml and

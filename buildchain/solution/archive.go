@@ -74,14 +74,22 @@ func openArchive(p string) (*archive, *iso.Image, error) {
 		}
 		return a, nil, nil
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("%s is neither a directory nor an ISO image file", p)
+	block := fi.Mode()&fs.ModeDevice != 0 && fi.Mode()&fs.ModeCharDevice == 0
+	if !fi.Mode().IsRegular() && !block {
+		return nil, nil, fmt.Errorf("%s is neither a directory, an ISO image file nor a block device", p)
 	}
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, nil, err
 	}
-	im, err := iso.Open(f, fi.Size())
+	// A block device (a Solution on a CD-ROM drive or a loop device) has
+	// no size in its stat: seeking to its end gives it.
+	size, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", p, err)
+	}
+	im, err := iso.Open(f, size)
 	if err != nil {
 		f.Close()
 		return nil, nil, fmt.Errorf("%s: %w", p, err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -418,5 +419,53 @@ func TestRegistryConfigTampered(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBlockDevice validates a Solution ISO through a read-only loop
+// device, as a CD-ROM drive gives it (its size is not in its stat): the
+// same report as the file's, and a fault on the device is found.
+func TestBlockDevice(t *testing.T) {
+	gen := testenv.Need(t, "genisoimage")[0]
+	losetup := testenv.Need(t, "losetup")[0]
+	if os.Geteuid() != 0 {
+		t.Skip("loop devices need root")
+	}
+	attach := func(isoPath string) string {
+		t.Helper()
+		out, err := exec.Command(losetup, "--read-only", "--find", "--show", isoPath).CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup %s: %v\n%s", isoPath, err, out)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
+		return dev
+	}
+	isoPath := mkisofs(t, gen, validTree(t), "example-solution 1.0.0")
+	dev := attach(isoPath)
+	if fi, err := os.Stat(dev); err != nil || fi.Mode()&os.ModeDevice == 0 || fi.Size() != 0 {
+		t.Fatalf("%s is not a block device of no stat size: %v %v", dev, fi, err)
+	}
+	rep := validateOrFail(t, dev)
+	if !rep.OK() {
+		t.Fatal(rep.Err())
+	}
+	file := validateOrFail(t, isoPath)
+	if rep.Format != "iso" || rep.Archive != dev || rep.VolumeID != file.VolumeID || rep.Product.ID() != "example-solution-1.0.0" ||
+		!reflect.DeepEqual(rep.Images, file.Images) || len(rep.Images) != 2 || !rep.UI {
+		t.Fatalf("report through %s:\n%+v\nthrough the file:\n%+v", dev, rep, file)
+	}
+
+	// A fault is read through the device as through the file.
+	bad := validTree(t)
+	os.Remove(filepath.Join(bad, "product.txt"))
+	rep = validateOrFail(t, attach(mkisofs(t, gen, bad, "example-solution 1.0.0")))
+	if len(rep.Problems) != 1 || rep.Problems[0].Path != "product.txt" {
+		t.Fatalf("problems through the device: %v", rep.Problems)
+	}
+
+	// A character device is still refused, by name.
+	if _, err := Validate(context.Background(), "/dev/null"); err == nil || !strings.Contains(err.Error(), "/dev/null is neither") {
+		t.Errorf("Validate(/dev/null) = %v", err)
 	}
 }
