@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/metalk8s/buildchain/buildchain/hostdeps"
+	"github.com/metalk8s/buildchain/internal/kubebuild"
 )
 
 func command(ctx context.Context, dir string, out io.Writer, name string, args ...string) *exec.Cmd {
@@ -42,7 +43,21 @@ func Lint(ctx context.Context, dir string, out io.Writer) error {
 // whole suite with the race detector. CI=true makes a missing program fail
 // its tests instead of skipping them (see internal/testenv).
 func Test(ctx context.Context, dir string, out io.Writer) error {
+	// The kube-apiserver the installer's tests talk to is built from
+	// source (minutes when cold) while apt-get installs, so neither waits
+	// for the other and no test pays for the build under its timeout.
+	kube := make(chan error, 1)
+	go func() {
+		tools, err := kubebuild.FindTools(dir)
+		if err == nil {
+			_, err = kubebuild.Binary(ctx, tools, out)
+		}
+		kube <- err
+	}()
 	if err := hostdeps.Ensure(ctx, hostdeps.TestPackages, out); err != nil {
+		return err
+	}
+	if err := <-kube; err != nil {
 		return err
 	}
 	args := []string{"test", "-race", "-timeout", "25m"}

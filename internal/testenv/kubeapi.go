@@ -1,19 +1,17 @@
 package testenv
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -29,16 +27,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/metalk8s/buildchain/internal/kubebuild"
 )
 
 // KubeAPIServerVersion is the Kubernetes release whose kube-apiserver the
 // installer's tests talk to. internal/tools/kube-apiserver/go.mod pins it
 // (with its staging modules at the matching v0.x release).
-const KubeAPIServerVersion = "v1.34.4"
-
-// kubeAPIServerTools is the tools module that builds kube-apiserver,
-// relative to the repository root.
-const kubeAPIServerTools = "internal/tools/kube-apiserver"
+const KubeAPIServerVersion = kubebuild.Version
 
 // coldBuildBudget is how much test time a cold kube-apiserver build needs
 // at most on CI's 2 cores (measured ~6.5 min, doubled for a loaded
@@ -386,155 +382,43 @@ func KubeAPIServerBinary(t testing.TB) string {
 	if p := os.Getenv("METALK8S_KUBE_APISERVER"); p != "" {
 		return p
 	}
-	goBin := Need(t, "go")[0]
-	tools, err := findTools()
+	Need(t, "go")
+	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := kubeAPIServerCacheDir(goBin, tools)
+	tools, err := kubebuild.FindTools(wd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "kube-apiserver")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	bin, ok, err := kubebuild.Cached(tools)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Logf("another test binary is building kube-apiserver into %s; waiting for it", dir)
-		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-			t.Fatal(err)
-		}
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	if _, err := os.Stat(bin); err == nil {
+	if ok {
 		return bin
 	}
 	if d, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
 		if dl, ok := d.Deadline(); ok && time.Until(dl) < coldBuildBudget {
 			t.Fatalf("kube-apiserver %s is not built yet and a cold build needs up to %v, but the test deadline is in %v: "+
 				"run with -timeout 25m, or prebuild it once: go -C %s build -o %s k8s.io/kubernetes/cmd/kube-apiserver "+
-				"(or point METALK8S_KUBE_APISERVER at a kube-apiserver binary)",
+				"(`go run mage.go test` does; or point METALK8S_KUBE_APISERVER at a kube-apiserver binary)",
 				KubeAPIServerVersion, coldBuildBudget, time.Until(dl).Round(time.Second), tools, bin)
 		}
 	}
-	if err := buildKubeAPIServer(t, goBin, tools, bin); err != nil {
-		t.Fatalf("building kube-apiserver %s: %v", KubeAPIServerVersion, err)
+	bin, err = kubebuild.Binary(context.Background(), tools, tlogWriter{t})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
 
-// buildKubeAPIServer runs go build, logging progress (packages compiled)
-// every 30 seconds: a cold build takes minutes, and a silent test looks
-// hung.
-func buildKubeAPIServer(t testing.TB, goBin, tools, bin string) error {
-	start := time.Now()
-	t.Logf("building kube-apiserver %s from %s into %s (a cold build takes about 6.5 min on 2 cores; later runs reuse it)", KubeAPIServerVersion, tools, bin)
-	fmt.Fprintf(os.Stderr, "testenv: building kube-apiserver %s into %s (cold: about 6.5 min on 2 cores)\n", KubeAPIServerVersion, bin)
-	tmp := bin + ".tmp"
-	cmd := exec.Command(goBin, "build", "-v", "-trimpath", "-o", tmp, "k8s.io/kubernetes/cmd/kube-apiserver")
-	cmd.Dir = tools
-	// The tools module's go.sum pins everything; neither a workspace nor a
-	// go.mod edit on the fly may change what is built. CGO_ENABLED is left
-	// as the environment has it: it is part of every package's cache key,
-	// so forcing it would miss a build cache warmed by hand.
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOWORK=off")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		return err
-	}
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	var out bytes.Buffer
-	var mu sync.Mutex
-	pkgs := 0
-	stop := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(30 * time.Second)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				mu.Lock()
-				n := pkgs
-				mu.Unlock()
-				t.Logf("building kube-apiserver: %v, %d packages compiled", time.Since(start).Round(time.Second), n)
-				fmt.Fprintf(os.Stderr, "testenv: building kube-apiserver: %v, %d packages compiled\n", time.Since(start).Round(time.Second), n)
-			}
-		}
-	}()
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		mu.Lock()
-		pkgs++
-		if out.Len() < 64<<10 {
-			out.Write(sc.Bytes())
-			out.WriteByte('\n')
-		}
-		mu.Unlock()
-	}
-	err = cmd.Wait()
-	close(stop)
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%w\n%s", err, out.String())
-	}
-	if err := os.Rename(tmp, bin); err != nil {
-		return err
-	}
-	t.Logf("built kube-apiserver %s in %v", KubeAPIServerVersion, time.Since(start).Round(time.Second))
-	return nil
-}
+// tlogWriter sends the build's progress to the test log and to stderr,
+// so that a long cold build does not look hung.
+type tlogWriter struct{ t testing.TB }
 
-// kubeAPIServerCacheDir names the binary's cache directory after what
-// decides its content: the Kubernetes version, the Go release that
-// compiles it and the tools module's go.mod and go.sum.
-func kubeAPIServerCacheDir(goBin, tools string) (string, error) {
-	out, err := exec.Command(goBin, "env", "GOVERSION").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOVERSION: %w", err)
-	}
-	h := sha256.New()
-	for _, f := range []string{"go.mod", "go.sum"} {
-		data, err := os.ReadFile(filepath.Join(tools, f))
-		if err != nil {
-			return "", err
-		}
-		h.Write(data)
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	key := KubeAPIServerVersion + "-" + strings.TrimSpace(string(out)) + "-" + hex.EncodeToString(h.Sum(nil))[:12]
-	return filepath.Join(base, "metalk8s-buildchain", "kube-apiserver", key), nil
-}
-
-// findTools finds internal/tools/kube-apiserver from the working
-// directory up: go test runs a test in its package's directory, inside
-// the repository.
-func findTools() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for d := wd; ; d = filepath.Dir(d) {
-		p := filepath.Join(d, filepath.FromSlash(kubeAPIServerTools))
-		if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
-			return p, nil
-		}
-		if d == filepath.Dir(d) {
-			return "", errors.New("no " + kubeAPIServerTools + "/go.mod above " + wd)
-		}
-	}
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	os.Stderr.Write(p)
+	return len(p), nil
 }
