@@ -209,7 +209,7 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 	if err := phase("read the ISO back", func() error { return readBack(ctx, res) }); err != nil {
 		return res, err
 	}
-	err = phase("serve the ISO with its installer", func() error { return serveISO(ctx, res, cfg.BuildRoot, opt.Log) })
+	err = phase("serve the ISO with its installer", func() error { return ServeISO(ctx, res, cfg.BuildRoot, opt.Log) })
 	return res, err
 }
 

@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -50,26 +52,34 @@ type Served struct {
 	Blobs         int
 	Bytes         int64
 	// Repomd is the URL of the repodata fetched, byte-identical to the ISO's.
-	Repomd   string
+	Repomd string
+	// NginxPID is the repository service's master while it served.
+	NginxPID int
 	Duration time.Duration
 }
 
-// serveISO runs the ISO's own installer in a private root under
+// ServeISO runs the ISO's own installer in a private root under
 // buildRoot/node: archive add (with --mount-method auto, as a node
 // would), an image pulled with its digest and every blob checked, one
 // repository's repomd.xml, then archive remove and a stop of the
 // repository service. Whatever happens (a failure, ctx canceled), nothing
 // is left mounted under the root and no nginx of it runs.
-func serveISO(ctx context.Context, res *Result, buildRoot string, log io.Writer) (err error) {
+//
+// res is what Run read back (ISO, Images, Repos); res.Served is set.
+// Run calls it as its last phase.
+func ServeISO(ctx context.Context, res *Result, buildRoot string, log io.Writer) (err error) {
 	start := time.Now()
 	// mountinfo names real paths.
 	real, err := filepath.EvalSymlinks(buildRoot)
 	if err != nil {
 		return err
 	}
-	s := &Served{Root: filepath.Join(real, "node")}
+	s := &Served{Root: nodeRoot(real)}
 	res.Served = s
 	defer func() { s.Duration = time.Since(start) }()
+	if s.Root != filepath.Join(real, "node") {
+		fmt.Fprintf(log, "demo: %s is not searchable by others, so nginx's workers (nobody) could not reach a node root under it: the node root is %s\n", real, s.Root)
+	}
 	if reason := cannotMount(); reason != "" {
 		s.Skipped = reason
 		fmt.Fprintf(log, "demo: not serving the ISO: %s\n", reason)
@@ -80,6 +90,13 @@ func serveISO(ctx context.Context, res *Result, buildRoot string, log io.Writer)
 		return err
 	}
 	if err := os.RemoveAll(s.Root); err != nil {
+		return err
+	}
+	// 0755 whatever the umask: nginx's workers go through it.
+	if err := os.MkdirAll(s.Root, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod(s.Root, 0o755); err != nil {
 		return err
 	}
 	bin, err := extractInstaller(res.ISO, s.Root)
@@ -142,6 +159,9 @@ func serveISO(ctx context.Context, res *Result, buildRoot string, log io.Writer)
 		return err
 	}
 	s.Method, s.MountPoint = string(st.Method), "/srv/scality/"+id
+	if pid, err := os.ReadFile(filepath.Join(s.Root, serve.PidFile)); err == nil {
+		s.NginxPID, _ = strconv.Atoi(strings.TrimSpace(string(pid)))
+	}
 	fmt.Fprintf(log, "demo: %s mounted at %s (%s), served on %s\n", res.ISO, s.MountPoint, st.Method, s.URL)
 
 	var want *ISOImage
@@ -159,6 +179,35 @@ func serveISO(ctx context.Context, res *Result, buildRoot string, log io.Writer)
 	}
 	fmt.Fprintf(log, "demo: pulled %s (%s, %d blobs verified)\n", s.Image, s.Digest, s.Blobs)
 	return fetchRepomd(ctx, s, res, id)
+}
+
+// nodeRoot is the installer's --root: buildRoot/node, unless the demo
+// runs as root and a directory above it is closed to others (a project
+// under /root, a test's temporary directory): nginx's workers, as
+// nobody, must reach the mount point, so the node goes to a directory of
+// the temporary one named after buildRoot, which a later run finds again.
+func nodeRoot(buildRoot string) string {
+	if os.Geteuid() != 0 || searchable(buildRoot) {
+		return filepath.Join(buildRoot, "node")
+	}
+	sum := sha256.Sum256([]byte(buildRoot))
+	return filepath.Join(os.TempDir(), "metalk8s-demo-node-"+hex.EncodeToString(sum[:6]))
+}
+
+// searchable says whether others may traverse dir and every directory
+// above it.
+func searchable(dir string) bool {
+	for {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return true
+		}
+		dir = parent
+	}
 }
 
 // cannotMount says why the installer cannot mount an ISO here, or "".
