@@ -139,6 +139,9 @@ func ServeISO(ctx context.Context, res *Result, buildRoot string, log io.Writer)
 		if added {
 			errs = append(errs, run(cctx, "archive", "remove", res.ISO))
 		}
+		// The installer's own stop first; cleanNode then finds nothing,
+		// unless a killed installer left something behind.
+		errs = append(errs, run(cctx, "stop"))
 		errs = append(errs, cleanNode(s.Root))
 		if left, lerr := MountsUnder(s.Root); lerr != nil || len(left) > 0 {
 			errs = append(errs, fmt.Errorf("still mounted: %q %v", left, lerr))
