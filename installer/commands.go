@@ -41,6 +41,8 @@ func (r *runner) run(ctx context.Context, c command) error {
 			return err
 		}
 		return r.serve(ctx)
+	case "stop":
+		return r.stop(ctx)
 	}
 	return fmt.Errorf("command %q has no implementation", c.name)
 }

@@ -37,6 +37,7 @@ commands:
   solution add ISO      validate, mount, serve and deploy a Solution archive
   solution remove ISO   undo solution add
   serve                 regenerate the repository service's configuration from what is installed
+  stop                  stop the repository service (nginx); what is installed stays, serve starts it again
   version               print the version
 
 global flags (before or after the command):
@@ -92,7 +93,7 @@ type command struct {
 
 var commands = map[string]int{ // name -> number of operands
 	"bootstrap": 0, "archive add": 1, "archive remove": 1,
-	"solution add": 1, "solution remove": 1, "serve": 0, "version": 0, "help": 0,
+	"solution add": 1, "solution remove": 1, "serve": 0, "stop": 0, "version": 0, "help": 0,
 }
 
 // Parse reads a command line: global flags anywhere, "--" ends them.

@@ -67,7 +67,10 @@ type Result struct {
 	// root is complete (or was not checked).
 	Completeness string
 	Upstreams    *Upstreams
-	Steps        []StepTime
+	// Served is what the ISO's installer did with it; nil when the demo
+	// failed before.
+	Served *Served
+	Steps  []StepTime
 }
 
 // ISOImage is one image directory of the ISO.
@@ -203,7 +206,10 @@ func Run(ctx context.Context, opt Options) (res *Result, err error) {
 		res.Steps = append(res.Steps, StepTime{"  " + r.Step + " (" + string(r.Status) + ")", r.Duration})
 	}
 	res.ISO = b.IsoPath()
-	err = phase("read the ISO back", func() error { return readBack(ctx, res) })
+	if err := phase("read the ISO back", func() error { return readBack(ctx, res) }); err != nil {
+		return res, err
+	}
+	err = phase("serve the ISO with its installer", func() error { return ServeISO(ctx, res, cfg.BuildRoot, opt.Log) })
 	return res, err
 }
 
@@ -319,6 +325,22 @@ func (r *Result) Print(w io.Writer) {
 	}
 	if r.Completeness != "" {
 		fmt.Fprintf(w, "\nthe ISO root is not a complete product:\n%s\n", r.Completeness)
+	}
+	if s := r.Served; s != nil {
+		fmt.Fprintf(w, "\nserved by the installer (as on a Bootstrap node):\n")
+		switch {
+		case s.Skipped != "":
+			fmt.Fprintf(w, "  not served: %s\n", s.Skipped)
+		case s.Digest == "":
+			fmt.Fprintf(w, "  failed (see the log); node root %s\n", s.Root)
+		default:
+			fmt.Fprintf(w, "  installer   %s (the ISO's %s)\n", s.Installer, ShippedInstaller)
+			fmt.Fprintf(w, "  archive add mounted at %s under --root %s, mount method %s\n", s.MountPoint, s.Root, s.Method)
+			fmt.Fprintf(w, "  nginx       %s\n", s.URL)
+			fmt.Fprintf(w, "  pulled      %s\n              %s, %d blobs (%s) verified\n", s.Image, s.Digest, s.Blobs, oci.HumanBytes(s.Bytes))
+			fmt.Fprintf(w, "  repodata    %s (the ISO's bytes)\n", s.Repomd)
+			fmt.Fprintf(w, "  then archive remove: unmounted, nginx stopped; took %s\n", s.Duration.Round(time.Millisecond))
+		}
 	}
 	fmt.Fprintf(w, "\ntimes:\n")
 	for _, s := range r.Steps {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -234,6 +236,101 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(buildRoot, "build-report.json")); err != nil {
 		t.Errorf("no build report: %v", err)
+	}
+
+	// Served by the ISO's own installer: an image pulled with the ISO's
+	// digest, and nothing of the node left mounted or running.
+	sv := res.Served
+	if sv == nil || sv.Skipped != "" {
+		t.Fatalf("the ISO was not served: %+v\n%s", sv, log.String())
+	}
+	if sv.Method != "fuse" && sv.Method != "kernel" && sv.Method != "fuseiso" {
+		t.Errorf("mount method %q", sv.Method)
+	}
+	shipped, err := fs.ReadFile(im.FS(), demo.ShippedInstaller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run, err := os.ReadFile(sv.Installer); err != nil || !bytes.Equal(run, shipped) {
+		t.Errorf("the installer run (%s) is not the ISO's %s: %v", sv.Installer, demo.ShippedInstaller, err)
+	}
+	ref := strings.TrimPrefix(sv.Image, strings.TrimPrefix(sv.URL, "http://")+"/metalk8s-"+version.String()+"/")
+	if ref == sv.Image || got[ref] == "" || sv.Digest != got[ref] || sv.Blobs < 2 {
+		t.Errorf("pulled %s (%s, %d blobs) from %s; the ISO has %q: %s", sv.Image, sv.Digest, sv.Blobs, sv.URL, ref, got[ref])
+	}
+	if !strings.HasSuffix(sv.Repomd, "/repodata/repomd.xml") {
+		t.Errorf("repodata fetched: %q", sv.Repomd)
+	}
+	if !strings.Contains(sum.String(), sv.Digest) || !strings.Contains(sum.String(), "mount method "+sv.Method) {
+		t.Errorf("the summary does not say what was served:\n%s", sum.String())
+	}
+	checkNodeClean(t, sv)
+	t.Cleanup(func() { os.RemoveAll(sv.Root) }) // outside buildRoot when that is closed to nobody
+
+	// The served phase failing after archive add (nothing to pull), and
+	// interrupted once the ISO is served: the archive is removed and the
+	// node cleaned all the same, and the error comes back.
+	for _, interrupt := range []bool{false, true} {
+		r := *res
+		r.Served = nil
+		ctx, cancel := context.WithCancel(context.Background())
+		var lg bytes.Buffer
+		w := io.Writer(&lg)
+		if interrupt {
+			w = &cancelOn{w: &lg, marker: "served on", cancel: cancel} // as SIGINT does
+		} else {
+			r.Images = nil
+		}
+		err := demo.ServeISO(ctx, &r, buildRoot, w)
+		cancel()
+		switch {
+		case interrupt && !errors.Is(err, context.Canceled):
+			t.Errorf("interrupted: got %v, want %v\n%s", err, context.Canceled, lg.String())
+		case !interrupt && (err == nil || !strings.Contains(err.Error(), "no single-platform image")):
+			t.Errorf("failing: got %v\n%s", err, lg.String())
+		}
+		if r.Served == nil || r.Served.Method == "" || !strings.Contains(lg.String(), "archive remove") {
+			t.Errorf("interrupt=%v: the ISO was not served and removed before the end: %+v\n%s", interrupt, r.Served, lg.String())
+			continue
+		}
+		checkNodeClean(t, r.Served)
+		t.Cleanup(func() { os.RemoveAll(r.Served.Root) })
+	}
+}
+
+// cancelOn cancels once marker is written.
+type cancelOn struct {
+	w      io.Writer
+	marker string
+	cancel func()
+}
+
+func (c *cancelOn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(c.marker)) {
+		c.cancel()
+	}
+	return c.w.Write(p)
+}
+
+// checkNodeClean fails when anything is mounted under the node's root
+// (/proc/self/mountinfo) or a process of it still runs: its nginx, its
+// FUSE server (their command lines name the root).
+func checkNodeClean(t *testing.T, sv *demo.Served) {
+	t.Helper()
+	if sv.NginxPID <= 0 {
+		t.Errorf("no nginx pid recorded for %s", sv.Root)
+	} else if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", sv.NginxPID)); err == nil && bytes.Contains(cmd, []byte("nginx")) {
+		t.Errorf("the node's nginx %d still runs", sv.NginxPID)
+	}
+	left, err := demo.MountsUnder(sv.Root)
+	if err != nil || len(left) > 0 {
+		t.Errorf("mounted under %s after the run: %q %v", sv.Root, left, err)
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if cmd, err := os.ReadFile(p); err == nil && bytes.Contains(cmd, []byte(sv.Root+"/")) {
+			t.Errorf("%s still runs: %q", p, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '}))
+		}
 	}
 }
 

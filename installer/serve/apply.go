@@ -237,15 +237,21 @@ func runningPid(tx *change.Tx) (int, bool) {
 	if err != nil || pid <= 1 {
 		return 0, false
 	}
-	if syscall.Kill(pid, 0) != nil {
-		return 0, false
-	}
-	// A stale pid file may name a recycled pid.
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmd, []byte("nginx")) {
+	if !isNginx(pid) {
 		return 0, false
 	}
 	return pid, true
+}
+
+// isNginx says whether pid is a live nginx: a stale pid file may name a
+// recycled pid, and an exited process not yet reaped has an empty
+// command line.
+func isNginx(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && bytes.Contains(cmd, []byte("nginx"))
 }
 
 // startNginx starts nginx as a daemon with the installed config and waits
@@ -288,8 +294,10 @@ func stopNginx(tx *change.Tx) error {
 		return err
 	}
 	for i := 0; i < 200; i++ {
-		// runningPid, not kill(pid, 0): an unreaped zombie is gone too.
-		if _, ok := runningPid(tx); !ok {
+		// The process, not the pid file: the master removes its pid file
+		// before it closes its sockets and exits. isNginx, not
+		// kill(pid, 0): an unreaped zombie is gone too.
+		if !isNginx(pid) {
 			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
