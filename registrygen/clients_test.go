@@ -3,7 +3,6 @@ package registrygen
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,74 +143,11 @@ func TestClientGGCR(t *testing.T) {
 	}
 }
 
-// startContainerd runs a containerd of its own (root, state, socket in
-// temporary directories; only the plugins a pull needs) and returns its
-// address.
-func startContainerd(t *testing.T) string {
-	t.Helper()
-	bins := testenv.Need(t, "containerd", "ctr")
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
-	// The socket path must fit in sun_path (108 bytes): not under t.TempDir.
-	dir, err := os.MkdirTemp("", "rg-ctd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	addr := filepath.Join(dir, "c.sock")
-	conf := filepath.Join(dir, "config.toml")
-	// A pull needs content, metadata, the native snapshotter and the
-	// diff/unpack plugins; CRI, the other snapshotters and the runtimes
-	// would need kernel features a test machine may lack.
-	err = os.WriteFile(conf, []byte(fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.overlayfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-[metrics]
-  address = ""
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), addr, addr+".ttrpc")), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &strings.Builder{}
-	cmd := exec.Command(bins[0], "--config", conf, "--root", filepath.Join(dir, "root"), "--state", filepath.Join(dir, "state"), "--address", addr)
-	// One writer for both: exec then calls Write from one goroutine at a time.
-	w := &cappedWriter{b: logs}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := exec.Command(bins[1], "--address", addr, "version").CombinedOutput()
-		if err == nil {
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd did not answer: %v\n%s", out, logs)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // TestClientContainerd pulls every image with `ctr images pull
 // --plain-http`, which also unpacks this platform's layers.
 func TestClientContainerd(t *testing.T) {
 	testenv.Short(t, "starts containerd")
-	addr := startContainerd(t)
+	addr := testenv.StartContainerd(t)
 	ctr := testenv.Need(t, "ctr")[0]
 	tree, servers := bothServers(t)
 	for _, s := range servers {
@@ -261,16 +197,4 @@ func TestClientPodman(t *testing.T) {
 			}
 		})
 	}
-}
-
-// cappedWriter keeps the first MiB of a daemon's output for failure messages.
-type cappedWriter struct {
-	b *strings.Builder
-}
-
-func (w *cappedWriter) Write(p []byte) (int, error) {
-	if w.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return w.b.Write(p)
 }

@@ -179,7 +179,7 @@ func TestHostEndToEnd(t *testing.T) {
 	}
 	// A containerd reading the generated hosts.toml pulls the image by its
 	// upstream name and digest, served by the installer's nginx.
-	addr := startContainerd(t)
+	addr := testenv.StartContainerd(t)
 	ctr := testenv.Need(t, "ctr")[0]
 	upstream := "k8s.mirror.invalid/coredns@" + digest
 	if o, err := exec.Command(ctr, "--address", addr, "--namespace", "e2e", "images", "pull", "--hosts-dir", filepath.Join(root, "etc/containerd/certs.d"),
@@ -256,63 +256,6 @@ func TestHostEndToEnd(t *testing.T) {
 	}
 	if code, out := run("archive", "remove", isoPath); code != 0 || !strings.Contains(out, "no changes") {
 		t.Fatalf("second archive remove: %d\n%s", code, out)
-	}
-}
-
-// startContainerd runs a containerd of its own (root, state, socket in
-// temporary directories; only the plugins a pull needs) and returns its
-// address, as installer/serve's test does: config_path belongs to the CRI
-// plugin, which cannot run here, and `ctr images pull --hosts-dir` reads
-// hosts.toml through the same resolver code.
-func startContainerd(t *testing.T) string {
-	t.Helper()
-	bins := testenv.Need(t, "containerd", "ctr")
-	// The socket path must fit in sun_path (108 bytes): not under t.TempDir.
-	dir, err := os.MkdirTemp("", "icli-ctd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	addr := filepath.Join(dir, "c.sock")
-	conf := filepath.Join(dir, "config.toml")
-	err = os.WriteFile(conf, []byte(fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.overlayfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-[metrics]
-  address = ""
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), addr, addr+".ttrpc")), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs strings.Builder
-	cmd := exec.Command(bins[0], "--config", conf, "--address", addr)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	// A wait for the daemon, bounded generously; not a timed assertion.
-	for i := 0; ; i++ {
-		out, err := exec.Command(bins[1], "--address", addr, "version").CombinedOutput()
-		if err == nil {
-			return addr
-		}
-		if i > 300 {
-			t.Fatalf("containerd did not answer: %v\n%s", out, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

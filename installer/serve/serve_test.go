@@ -127,7 +127,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	// containerd: by the served name, and by the upstream name and digest
 	// through the generated hosts.toml (the upstream hosts never resolve).
-	addr := startContainerd(t)
+	addr := testenv.StartContainerd(t)
 	ctr := testenv.Need(t, "ctr")[0]
 	hostsDir := filepath.Join(root, "etc/containerd/certs.d")
 	for _, a := range []*fixtureArchive{mk, sol} {
@@ -185,66 +185,6 @@ func TestServeEndToEnd(t *testing.T) {
 		if code, _ := get(t, manifestURL(opts, mk.Repository(), im)); code != http.StatusOK {
 			t.Errorf("%s: %d after removing the other archive", manifestURL(opts, mk.Repository(), im), code)
 		}
-	}
-}
-
-// startContainerd runs a containerd of its own (root, state, socket in
-// temporary directories; only the plugins a pull needs) and returns its
-// address. config_path is a setting of the CRI plugin, which a test
-// machine cannot run (it is disabled here); `ctr images pull --hosts-dir`
-// reads the generated hosts.toml through the same resolver code
-// (remotes/docker/config) that CRI uses with config_path.
-func startContainerd(t *testing.T) string {
-	t.Helper()
-	bins := testenv.Need(t, "containerd", "ctr")
-	if os.Geteuid() != 0 {
-		t.Skip("containerd needs root")
-	}
-	// The socket path must fit in sun_path (108 bytes): not under t.TempDir.
-	dir, err := os.MkdirTemp("", "serve-ctd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	addr := filepath.Join(dir, "c.sock")
-	conf := filepath.Join(dir, "config.toml")
-	err = os.WriteFile(conf, []byte(fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.overlayfs",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = %q
-[ttrpc]
-  address = %q
-[debug]
-  address = ""
-[metrics]
-  address = ""
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), addr, addr+".ttrpc")), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command(bins[0], "--config", conf, "--address", addr)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	for i := 0; ; i++ {
-		out, err := exec.Command(bins[1], "--address", addr, "version").CombinedOutput()
-		if err == nil {
-			return addr
-		}
-		if i > 300 {
-			t.Fatalf("containerd did not answer: %v\n%s", out, logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
