@@ -42,7 +42,7 @@ func Packaging(ctx context.Context) error {
 	return targets.Run(ctx, ".", targets.Packaging)
 }
 
-// SaltTree deploys the Salt tree inside the ISO root.
+// SaltTree deploys the Salt tree inside the ISO root, after the images and packaging whose results it records.
 func SaltTree(ctx context.Context) error {
 	return targets.Run(ctx, ".", targets.SaltTree)
 }
