@@ -154,10 +154,9 @@ func checkCandidate(ctx context.Context, tx *change.Tx, files *Files, opts Optio
 	return nil
 }
 
-// writeSet writes files (host path → content) and removes the files of
-// dir named prefix*suffix that Apply wrote earlier (they start with
-// generatedMark) and that files no longer holds.
-func writeSet(tx *change.Tx, dir, suffix, prefix string, files map[string][]byte) error {
+// writeAll writes files (host path → content) in path order, so the
+// change report lists them the same way every run.
+func writeAll(tx *change.Tx, files map[string][]byte) error {
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
@@ -167,6 +166,16 @@ func writeSet(tx *change.Tx, dir, suffix, prefix string, files map[string][]byte
 		if _, err := tx.WriteFile(p, files[p], 0o644); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// writeSet writes files (host path → content) and removes the files of
+// dir named prefix*suffix that Apply wrote earlier (they start with
+// generatedMark) and that files no longer holds.
+func writeSet(tx *change.Tx, dir, suffix, prefix string, files map[string][]byte) error {
+	if err := writeAll(tx, files); err != nil {
+		return err
 	}
 	entries, err := os.ReadDir(tx.Path(dir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -190,15 +199,8 @@ func writeSet(tx *change.Tx, dir, suffix, prefix string, files map[string][]byte
 // writeHosts writes the hosts.toml files and removes the ones Apply wrote
 // for upstream registries no archive ships images of any more.
 func writeHosts(tx *change.Tx, files map[string][]byte) error {
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		if _, err := tx.WriteFile(p, files[p], 0o644); err != nil {
-			return err
-		}
+	if err := writeAll(tx, files); err != nil {
+		return err
 	}
 	entries, err := os.ReadDir(tx.Path(ContainerdHosts))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
