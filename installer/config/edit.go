@@ -429,6 +429,22 @@ func (t text) lineSpan(ls, next int) (int, int) {
 	return ls, next
 }
 
+// dropLine deletes the line(s) [ls, next) of one entry under key k; when
+// it was the last one, k's value becomes empty ("[]" or "{}") so the key
+// keeps its type.
+func (t text) dropLine(d []byte, k *yaml.Node, ls, next int, last bool, empty string) ([]byte, bool) {
+	if !last {
+		ls, next = t.lineSpan(ls, next)
+		return splice(d[:ls], d[next:]), true
+	}
+	colon, ok := t.colonAlone(k)
+	if !ok {
+		return nil, false
+	}
+	ls, next = t.lineSpan(ls, next)
+	return splice(d[:colon+1], []byte(" "+empty), d[colon+1:ls], d[next:]), true
+}
+
 // removeItem deletes the line of the item val; the last one leaves "[]".
 func removeItem(d []byte, key, val string) ([]byte, bool) {
 	t, _, k, v, ok := topEntry(d, key)
@@ -443,16 +459,7 @@ func removeItem(d []byte, key, val string) ([]byte, bool) {
 		if !ok {
 			return nil, false
 		}
-		if len(v.Content) > 1 {
-			ls, next = t.lineSpan(ls, next)
-			return splice(d[:ls], d[next:]), true
-		}
-		colon, ok := t.colonAlone(k)
-		if !ok {
-			return nil, false
-		}
-		ls, next = t.lineSpan(ls, next)
-		return splice(d[:colon+1], []byte(" []"), d[colon+1:ls], d[next:]), true
+		return t.dropLine(d, k, ls, next, len(v.Content) == 1, "[]")
 	}
 	return nil, false
 }
@@ -517,16 +524,7 @@ func deleteEntry(d []byte, key, name string) ([]byte, bool) {
 		if !ok {
 			return nil, false
 		}
-		if len(v.Content) > 2 {
-			ls, next = t.lineSpan(ls, next)
-			return splice(d[:ls], d[next:]), true
-		}
-		colon, ok := t.colonAlone(k)
-		if !ok {
-			return nil, false
-		}
-		ls, next = t.lineSpan(ls, next)
-		return splice(d[:colon+1], []byte(" {}"), d[colon+1:ls], d[next:]), true
+		return t.dropLine(d, k, ls, next, len(v.Content) == 2, "{}")
 	}
 	return nil, false
 }
