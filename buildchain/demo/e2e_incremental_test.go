@@ -15,11 +15,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/metalk8s/buildchain/buildchain/build"
-	"github.com/metalk8s/buildchain/buildchain/demo"
 	"github.com/metalk8s/buildchain/buildchain/iso"
 	"github.com/metalk8s/buildchain/buildchain/oci"
 	"github.com/metalk8s/buildchain/buildchain/oci/dirlayout"
-	"github.com/metalk8s/buildchain/buildchain/rpm/rpmtest"
 	"github.com/metalk8s/buildchain/buildchain/step"
 	"github.com/metalk8s/buildchain/buildchain/targets"
 	"github.com/metalk8s/buildchain/internal/testenv"
@@ -69,13 +67,7 @@ func ranSteps(st map[string]step.Status) []string {
 // root, and no fetch, no packaging.
 func TestE2EIncremental(t *testing.T) {
 	testenv.Short(t, "builds the demo ISO and re-runs it")
-	testenv.Need(t, "docker-registry")
-	if _, err := demo.LookPrograms("nginx"); err != nil {
-		testenv.Need(t, "nginx")
-	}
-	root := e2eProject(t)
-	key := rpmtest.GPGKey(t, "e2e-iso", "ed25519")
-	t.Setenv("ISO_SIGNING_KEY", key.SecretPath)
+	root := signedE2EProject(t)
 	runDemo(t, root, e2eSizes, func(ctx context.Context, b *build.Session) {
 		// (a) Nothing changed: every step is up to date.
 		if ran := ranSteps(rerun(t, ctx, b)); len(ran) > 0 {

@@ -79,6 +79,20 @@ func e2eProject(t testing.TB) string {
 	return root
 }
 
+// signedE2EProject is e2eProject with the demo's upstream programs found
+// and ISO_SIGNING_KEY set to a throwaway key, as a release build signs.
+func signedE2EProject(t testing.TB) string {
+	t.Helper()
+	testenv.Need(t, "docker-registry")
+	if _, err := demo.LookPrograms("nginx"); err != nil {
+		testenv.Need(t, "nginx")
+	}
+	root := e2eProject(t)
+	key := rpmtest.GPGKey(t, "e2e-iso", "ed25519")
+	t.Setenv("ISO_SIGNING_KEY", key.SecretPath)
+	return root
+}
+
 // runDemo runs the demo on project root, calling whileUp with the build
 // session after the iso target succeeded, while the upstreams still serve.
 func runDemo(t testing.TB, root string, sizes demo.Sizes, whileUp func(ctx context.Context, b *build.Session)) *demo.Result {
@@ -228,13 +242,7 @@ func openE2E(t *testing.T, b *build.Session) *e2eISO {
 // checks the product with the real programs a user and a node use.
 func TestE2E(t *testing.T) {
 	testenv.Short(t, "builds the demo ISO and reads it with real tools and a real kernel")
-	testenv.Need(t, "docker-registry")
-	if _, err := demo.LookPrograms("nginx"); err != nil {
-		testenv.Need(t, "nginx")
-	}
-	root := e2eProject(t)
-	key := rpmtest.GPGKey(t, "e2e-iso", "ed25519")
-	t.Setenv("ISO_SIGNING_KEY", key.SecretPath)
+	root := signedE2EProject(t)
 	var e *e2eISO
 	res := runDemo(t, root, e2eSizes, func(ctx context.Context, b *build.Session) {
 		e = openE2E(t, b)
